@@ -1,0 +1,169 @@
+"""The ``distill`` command line: run, validate, show.
+
+Exit codes: 0 success, 2 bad input (config, paths, arguments), 1 a stage failed.
+Errors are one line, never a traceback; the traceback goes to the run's log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from distill.errors import StageError, UserError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep its one-line form
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from distill.config import STAGES
+
+    parser = _Parser(prog="distill", description="Distil a reasoning teacher into small students.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log to the terminal too")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run the pipeline for a config (skips stages that are up to date)")
+    run.add_argument("config", help="path to the run's YAML config")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value, e.g. --set teacher.temperature=0.7 (repeatable)")
+    run.add_argument("--until", metavar="STAGE", help=f"stop after this stage ({', '.join(STAGES)})")
+    run.add_argument("--force", action="append", default=[], metavar="STAGE",
+                     help="re-run this stage and every stage after it (repeatable)")
+
+    val = sub.add_parser("validate", help="check a config without running anything")
+    val.add_argument("config")
+    val.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    show = sub.add_parser("show", help="summarise a run folder")
+    show.add_argument("run_dir")
+    show.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from rich.console import Console
+
+    console = Console(stderr=False)
+    errors = Console(stderr=True)
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "validate":
+            return _validate(args, console)
+        if args.command == "show":
+            return _show(args, console)
+        return _run(args, console)
+    except UserError as exc:
+        errors.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        return EXIT_USAGE
+    except StageError as exc:
+        errors.print(f"[bold red]error:[/] stage {exc.stage} failed: {exc} (run folder {exc.run_dir}, "
+                     f"log {exc.log})", highlight=False, soft_wrap=True)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        errors.print("interrupted; run the same command again to resume", highlight=False)
+        return 130
+
+
+def _validate(args: argparse.Namespace, console) -> int:
+    from distill.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    console.print(f"{args.config}: ok (run folder {config.run_dir})", highlight=False)
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace, console) -> int:
+    from distill.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    _quiet_libraries()
+    from distill.pipeline import run
+
+    from distill.ui import RichReporter
+
+    with RichReporter(console) as reporter:
+        report = run(config, until=args.until, force=args.force, reporter=reporter)
+    print_report(report, console)
+    return EXIT_OK
+
+
+def _show(args: argparse.Namespace, console) -> int:
+    from distill.store import RunStore
+
+    run_dir = Path(args.run_dir)
+    store = RunStore.open_existing(run_dir)
+    report_path = run_dir / "report.json"
+    if report_path.is_file():
+        report = json.loads(report_path.read_text())
+    else:
+        report = {"name": run_dir.name, "run_dir": str(run_dir), "stages": store.manifest.get("stages", {})}
+    if args.json:
+        console.print_json(json.dumps(report))
+    else:
+        print_report(report, console)
+    return EXIT_OK
+
+
+def print_report(report: dict[str, Any], console) -> None:
+    from rich.table import Table
+
+    stages = Table(title=f"run {report.get('name')} ({report.get('run_dir')})", title_justify="left")
+    for col in ("stage", "status", "seconds", "summary"):
+        stages.add_column(col)
+    for name, e in report.get("stages", {}).items():
+        secs = e.get("seconds")
+        stages.add_row(name, str(e.get("status")), f"{secs:.1f}" if isinstance(secs, (int, float)) else "",
+                       str(e.get("summary") or ""))
+    console.print(stages)
+    if "funnel" in report:
+        console.print("filter funnel: " + ", ".join(f"{k} {v}" for k, v in report["funnel"].items()),
+                      highlight=False)
+    if "eval" in report:
+        table = Table(title="pass@1 on held-out problems (mean over k samples, 95% CI)", title_justify="left")
+        for col in ("model", "pass@1", "95% CI", "cons@k", "problems x k", "truncated"):
+            table.add_column(col)
+        for model, r in report["eval"].items():
+            table.add_row(model, f"{100 * r['pass_at_1']:.1f}", f"{100 * r['ci95_low']:.1f}-{100 * r['ci95_high']:.1f}",
+                          f"{100 * r['cons_at_k']:.1f}", f"{r['problems']} x {r['samples'] // max(1, r['problems'])}",
+                          str(r["truncated"]))
+        console.print(table)
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter (progress bars, advisory warnings) out of the terminal; it goes to the log."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    try:
+        from datasets.utils import logging as ds_logging
+
+        ds_logging.disable_progress_bar()
+        ds_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

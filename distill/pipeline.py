@@ -1,0 +1,471 @@
+"""Sequencing and I/O: runs the six stages in order, each skipped when its fingerprint is unchanged.
+
+This is the only module (with the CLI) that imports teachers, students and eval,
+and it does so inside functions, so ``distill --help`` and config checks stay light.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from distill.config import STAGES, RunConfig, dump_config
+from distill.errors import StageError, UserError
+from distill.problems import generate_arithmetic, load_jsonl_problems
+from distill.progress import NullReporter, Reporter
+from distill.records import Problem, Trace, read_jsonl, read_records, write_jsonl_atomic
+from distill.shards import ShardStore
+from distill.store import RunStore, fingerprint, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+# Bump a stage's version when its code changes what it produces.
+STAGE_VERSIONS = {"sample": "1", "filter": "1", "train": "1", "export": "1", "eval": "1", "push": "1"}
+UPSTREAM = {
+    "sample": [],
+    "filter": ["sample"],
+    "train": ["filter"],
+    "export": ["train"],
+    "eval": ["sample", "train", "export"],
+    "push": ["filter", "train", "export", "eval"],
+}
+
+
+@dataclass
+class Context:
+    config: RunConfig
+    store: RunStore
+    reporter: Reporter
+    resumable: bool = False
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def out(self, stage: str) -> Path:
+        return self.store.stage_dir(stage)
+
+
+@dataclass
+class StageOutcome:
+    counts: dict[str, Any]
+    summary: str
+
+
+def stage_config(config: RunConfig, stage: str) -> dict[str, Any]:
+    """The config values a stage's output depends on (its fingerprint input)."""
+    teacher = config.section("teacher")
+    teacher["toy"].pop("cache_dir", None)
+    sections: dict[str, dict[str, Any]] = {
+        "sample": {"problems": config.section("problems"), "teacher": teacher},
+        "filter": {"filter": config.section("filter")},
+        "train": {"student": config.section("student")},
+        "export": {"export": config.section("export")},
+        "eval": {"eval": config.section("eval")},
+        "push": {"hub": config.section("hub")},
+    }
+    return sections[stage]
+
+
+def fingerprints(config: RunConfig) -> dict[str, str]:
+    fps: dict[str, str] = {}
+    for stage in STAGES:
+        fps[stage] = fingerprint(stage, STAGE_VERSIONS[stage], stage_config(config, stage),
+                                 [fps[u] for u in UPSTREAM[stage]])
+    return fps
+
+
+def run(config: RunConfig, until: str | None = None, force: list[str] | None = None,
+        reporter: Reporter | None = None) -> dict[str, Any]:
+    """Run the pipeline up to ``until`` (inclusive); ``force`` re-runs the named stages and those after them.
+
+    Returns the run report (also written to ``report.json`` in the run folder).
+    """
+    for name in [until, *(force or [])]:
+        if name is not None and name not in STAGES:
+            raise UserError(f"unknown stage {name!r}; stages are: {', '.join(STAGES)}")
+    reporter = reporter or NullReporter()
+    store = RunStore(config.run_dir)
+    (config.run_dir / "config.yaml").write_text(dump_config(config), encoding="utf-8")
+    store.record_environment()
+    handler = _attach_log(config.run_dir / "logs" / "run.log")
+    try:
+        fps = fingerprints(config)
+        forced_from = min((STAGES.index(s) for s in force or []), default=len(STAGES))
+        last = STAGES.index(until) if until else len(STAGES) - 1
+        ctx = Context(config, store, reporter)
+        for i, stage in enumerate(STAGES[: last + 1]):
+            _run_stage(ctx, stage, fps[stage], forced=i >= forced_from)
+        report = build_report(config, store)
+        write_json_atomic(config.run_dir / "report.json", report)
+        return report
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def _run_stage(ctx: Context, stage: str, fp: str, forced: bool) -> None:
+    store, reporter = ctx.store, ctx.reporter
+    if not forced and store.is_done(stage, fp):
+        e = store.entry(stage)
+        reporter.stage_finished(stage, e.get("summary", ""), 0.0, skipped=True)
+        log.info("stage %s skipped (fingerprint %s unchanged)", stage, fp)
+        return
+    if forced:
+        store.manifest["stages"].pop(stage, None)
+    reporter.stage_started(stage)
+    ctx.resumable = store.begin(stage, fp)
+    log.info("stage %s started (fingerprint %s%s)", stage, fp, ", resuming" if ctx.resumable else "")
+    started = time.perf_counter()
+    try:
+        outcome = STAGE_FUNCTIONS[stage](ctx)
+    except UserError as exc:
+        store.fail(stage, str(exc), time.perf_counter() - started)
+        raise
+    except KeyboardInterrupt:
+        store.fail(stage, "interrupted", time.perf_counter() - started)
+        raise
+    except Exception as exc:  # a stage failure: log the traceback, tell the user where
+        log.error("stage %s failed:\n%s", stage, traceback.format_exc())
+        store.fail(stage, f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
+        raise StageError(stage, f"{type(exc).__name__}: {exc}", str(store.run_dir),
+                         str(store.run_dir / "logs" / "run.log")) from exc
+    seconds = time.perf_counter() - started
+    store.finish(stage, outcome.counts, seconds, outcome.summary)
+    reporter.stage_finished(stage, outcome.summary, seconds, skipped=False)
+    log.info("stage %s done in %.1fs: %s", stage, seconds, outcome.summary)
+
+
+def _attach_log(path: Path) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    return handler
+
+
+# --------------------------------------------------------------------------- problems and models
+
+
+def problem_sets(config: RunConfig) -> tuple[list[Problem], list[Problem]]:
+    """(train, held-out), disjoint; the generator draws them from one pool of distinct problems."""
+    p = config.problems
+    if p.source == "arithmetic":
+        pool = generate_arithmetic(p.train_size + p.heldout_size, p.seed, p.min_digits, p.max_digits, "arith")
+        heldout, train = pool[: p.heldout_size], pool[p.heldout_size :]
+        for i, prob in enumerate(heldout):
+            prob.id = f"heldout-{i:05d}"
+        for i, prob in enumerate(train):
+            prob.id = f"train-{i:05d}"
+    else:
+        assert p.train_path is not None and p.heldout_path is not None
+        train = load_jsonl_problems(p.train_path, limit=p.train_size)
+        heldout = load_jsonl_problems(p.heldout_path, limit=p.heldout_size)
+        held_texts = {h.problem.strip() for h in heldout}
+        train = [t for t in train if t.problem.strip() not in held_texts]
+    if not train:
+        raise UserError("problems: the training problem set is empty")
+    if not heldout:
+        raise UserError("problems: the held-out problem set is empty")
+    return train, heldout
+
+
+def teacher_path(ctx: Context, on_log: Callable | None = None) -> str:
+    """The teacher model to load: a local folder or Hub id, or the cached toy teacher (trained on demand)."""
+    if "teacher_path" in ctx.cache:
+        return ctx.cache["teacher_path"]
+    cfg = ctx.config
+    if cfg.teacher.model != "toy":
+        path = cfg.teacher.model
+    else:
+        from students.toy import ensure_toy_teacher
+
+        _, heldout = problem_sets(cfg)
+        path = str(ensure_toy_teacher(cfg.teacher.toy.model_dump(mode="json"), cfg.problems.min_digits,
+                                      cfg.problems.max_digits, heldout, cfg.teacher.toy.cache_dir, on_log=on_log))
+    ctx.cache["teacher_path"] = path
+    return path
+
+
+def _sampler(backend: str, model: str, batch_size: int, dtype: str, vllm_options: dict | None = None):
+    from teachers.sampler import make_sampler
+
+    options: dict[str, Any] = {"batch_size": batch_size, "dtype": dtype}
+    if backend == "vllm":
+        options = {"dtype": dtype, **(vllm_options or {})}
+    return make_sampler(backend, model, **options)
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def stage_sample(ctx: Context) -> StageOutcome:
+    from teachers.sampler import SamplingParams
+    from teachers.service import run_sharded
+
+    cfg = ctx.config
+    train, _ = problem_sets(cfg)
+    t = cfg.teacher
+    if t.model == "toy":
+        toy_task = ctx.reporter.task("training toy teacher (cached after the first run)", t.toy.train_steps)
+        last = [0]
+
+        def on_log(step: int, total: int, logs: dict) -> None:
+            toy_task.advance(step - last[0], loss=logs.get("loss"))
+            last[0] = step
+
+        path = teacher_path(ctx, on_log)
+        toy_task.close()
+    else:
+        path = teacher_path(ctx)
+    sampler = _sampler(t.backend, path, t.batch_size, t.dtype, t.vllm.model_dump())
+    params = SamplingParams(n=t.samples_per_problem, temperature=t.temperature, top_p=t.top_p,
+                            max_tokens=t.max_tokens, seed=t.seed)
+    shards = ShardStore(ctx.out("sample") / "shards")
+    task = ctx.reporter.task("sampling teacher traces", len(train) * t.samples_per_problem)
+    task.advance(len(shards.committed()) * min(t.shard_size, len(train)) * t.samples_per_problem)
+    try:
+        info = run_sharded(train, sampler, params, shards, t.shard_size,
+                           on_shard=lambda n, stats: task.advance(n, **stats))
+    finally:
+        task.close()
+        sampler.close()
+    rows = shards.read_all()
+    keys = {(r["problem_id"], r["sample_index"]) for r in rows}
+    if len(keys) != len(rows) or len(rows) != len(train) * t.samples_per_problem:
+        raise RuntimeError(f"sampling committed {len(rows)} traces ({len(keys)} unique), expected "
+                           f"{len(train) * t.samples_per_problem}")
+    truncated = sum(r["finish_reason"] == "length" for r in rows)
+    tokens = sum(r["completion_tokens"] for r in rows)
+    counts = {"problems": len(train), "traces": len(rows), "truncated": truncated, "completion_tokens": tokens,
+              "teacher": path, **info}
+    return StageOutcome(counts, f"{len(rows)} traces from {len(train)} problems ({truncated} truncated)")
+
+
+def stage_filter(ctx: Context) -> StageOutcome:
+    from distill.filter import filter_traces
+
+    traces = read_records(ShardStore(ctx.store.stage_dir("sample") / "shards").paths(), Trace)
+    result = filter_traces(traces, ctx.config.filter)
+    out = ctx.out("filter")
+    write_jsonl_atomic(out / "kept.jsonl", result.kept)
+    write_jsonl_atomic(out / "verdicts.jsonl", result.verdicts)
+    write_json_atomic(out / "funnel.json", {"funnel": result.funnel, "completion_tokens": result.tokens})
+    kept = result.funnel.get("kept", 0)
+    rejected = ", ".join(f"{k} {v}" for k, v in result.funnel.items() if k not in ("total", "kept"))
+    return StageOutcome({"funnel": result.funnel},
+                        f"kept {kept} of {result.funnel['total']} traces" + (f" (rejected: {rejected})" if rejected else ""))
+
+
+def student_base(ctx: Context) -> str:
+    """The student's starting point: a real base model, or a tiny random one sharing the teacher's tokenizer."""
+    cfg = ctx.config
+    if cfg.student.model != "toy":
+        return cfg.student.model
+    base = ctx.out("train") / "base"
+    if (base / "config.json").is_file():
+        return str(base)
+    from transformers import AutoTokenizer
+
+    from students.models import TinyModelSpec, build_tiny_model
+
+    tokenizer = AutoTokenizer.from_pretrained(teacher_path(ctx))
+    model = build_tiny_model(TinyModelSpec(**cfg.student.toy.model_dump()), tokenizer, seed=cfg.student.seed)
+    tmp = base.with_name("base.tmp")
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    tmp.rename(base)
+    return str(base)
+
+
+def stage_train(ctx: Context) -> StageOutcome:
+    from transformers import AutoTokenizer
+
+    from students.trainer import TrainSettings, to_training_example, train_sft
+
+    cfg = ctx.config.student
+    kept = read_records([ctx.store.stage_dir("filter") / "kept.jsonl"], Trace)
+    if not kept:
+        raise UserError("train: the filter kept no traces; nothing to train on (see filter/funnel.json)")
+    examples = [to_training_example(t.prompt, t.reasoning, t.answer_text) for t in kept]
+    base = student_base(ctx)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    settings = TrainSettings(
+        method=cfg.method, epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+        lr_scheduler=cfg.lr_scheduler, warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
+        batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, max_length=cfg.max_length, packing=cfg.packing,
+        gradient_checkpointing=cfg.gradient_checkpointing, save_steps=cfg.save_steps, seed=cfg.seed,
+        lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+    )
+    task = ctx.reporter.task("training student", None)
+    last = [0]
+
+    def on_log(step: int, total: int, logs: dict) -> None:
+        task.advance(step - last[0], total=total, loss=logs.get("loss"))
+        last[0] = step
+
+    try:
+        result = train_sft(base, tokenizer, examples, ctx.out("train"), settings, on_log=on_log)
+    finally:
+        task.close()
+    write_json_atomic(ctx.out("train") / "losses.json", {"losses": result.losses, "steps": result.steps})
+    first = result.losses[0][1] if result.losses else float("nan")
+    final = result.losses[-1][1] if result.losses else float("nan")
+    counts = {"examples": len(examples), "steps": result.steps, "first_loss": first, "final_loss": final,
+              "resumed_from": result.resumed_from, "base": base}
+    return StageOutcome(counts, f"{result.steps} steps on {len(examples)} traces, loss {first:.3f} -> {final:.3f}")
+
+
+def stage_export(ctx: Context) -> StageOutcome:
+    from students.export import export_gguf, export_nf4
+
+    cfg = ctx.config.export
+    model_dir = ctx.store.stage_dir("train") / "model"
+    out = ctx.out("export")
+    counts: dict[str, Any] = {}
+    parts = []
+    if cfg.nf4:
+        info = export_nf4(model_dir, out / "nf4")
+        counts["nf4"] = info
+        parts.append(f"nf4 {info['size_bytes'] / 1e6:.2f} MB")
+    if cfg.gguf:
+        info = export_gguf(model_dir, out / "gguf" / f"model-{cfg.gguf_type}.gguf", cfg.gguf_type)
+        counts["gguf"] = info
+        parts.append(f"gguf {cfg.gguf_type} {info['size_bytes'] / 1e6:.2f} MB")
+    write_json_atomic(out / "export.json", counts)
+    return StageOutcome(counts, ", ".join(parts) or "nothing to export")
+
+
+def eval_models(ctx: Context) -> dict[str, str]:
+    """Label -> model folder for every model the eval config names that exists in this run."""
+    available = {
+        "teacher": lambda: teacher_path(ctx),
+        "student_base": lambda: student_base(ctx),
+        "student": lambda: str(ctx.store.stage_dir("train") / "model"),
+        "student_4bit": lambda: str(ctx.store.stage_dir("export") / "nf4"),
+    }
+    models = {}
+    for label in ctx.config.eval.models:
+        if label == "student_4bit" and not ctx.config.export.nf4:
+            continue
+        models[label] = available[label]()
+    return models
+
+
+def stage_eval(ctx: Context) -> StageOutcome:
+    from eval.protocol import evaluate
+    from teachers.sampler import SamplingParams
+
+    cfg = ctx.config.eval
+    _, heldout = problem_sets(ctx.config)
+    params = SamplingParams(n=cfg.samples_per_problem, temperature=cfg.temperature, top_p=cfg.top_p,
+                            max_tokens=cfg.max_tokens, seed=cfg.seed)
+    out = ctx.out("eval")
+    results: dict[str, Any] = {}
+    benchmark = "heldout" if ctx.config.problems.source == "arithmetic" else ctx.config.problems.heldout_path.stem
+    for label, path in eval_models(ctx).items():
+        done_file = out / f"{label}.json"
+        if ctx.resumable and done_file.is_file():
+            results[label] = json.loads(done_file.read_text())
+            continue
+        backend = "transformers" if label == "student_4bit" else cfg.backend
+        dtype = ctx.config.teacher.dtype if label == "teacher" else "float32"
+        sampler = _sampler(backend, path, cfg.batch_size, dtype, ctx.config.teacher.vllm.model_dump())
+        task = ctx.reporter.task(f"evaluating {label}", len(heldout) * cfg.samples_per_problem)
+        try:
+            result = evaluate(sampler, heldout, params, label, benchmark, on_progress=task.advance)
+        finally:
+            task.close()
+            sampler.close()
+        write_jsonl_atomic(out / f"samples-{label}.jsonl", result.samples)
+        summary = {**result.summary(), "path": path}
+        write_json_atomic(done_file, summary)
+        results[label] = summary
+    write_json_atomic(out / "results.json", results)
+    table = ", ".join(f"{k} {v['pass_at_1']:.2f}" for k, v in results.items())
+    return StageOutcome({"pass_at_1": {k: v["pass_at_1"] for k, v in results.items()}}, f"pass@1: {table}")
+
+
+def stage_push(ctx: Context) -> StageOutcome:
+    from distill import hub
+
+    cfg = ctx.config
+    results = json.loads((ctx.store.stage_dir("eval") / "results.json").read_text())
+    funnel = json.loads((ctx.store.stage_dir("filter") / "funnel.json").read_text())["funnel"]
+    base = ctx.store.entry("train").get("counts", {}).get("base", cfg.student.model)
+    base_name = "toy (random init)" if cfg.student.model == "toy" else cfg.student.model
+    license_id, license_note = hub.license_for_base(base_name)
+    benchmark_results = {label: {r["benchmark"]: r["pass_at_1"]} for label, r in results.items()}
+    any_result = next(iter(results.values()), {})
+    card = hub.CardInfo(
+        repo_id=cfg.hub.repo_id,
+        model_name=cfg.hub.repo_id.split("/")[-1] if cfg.hub.repo_id else cfg.name,
+        base_model=base_name,
+        teacher=cfg.teacher.model if cfg.teacher.model != "toy" else "toy teacher (distill quickstart)",
+        license=license_id,
+        license_note=license_note,
+        training=cfg.section("student"),
+        eval_results=benchmark_results,
+        eval_protocol={**any_result.get("params", {}), "problems": any_result.get("problems")},
+        funnel=funnel,
+        dataset_repo_id=f"{cfg.hub.repo_id}-traces" if cfg.hub.repo_id and cfg.hub.push_traces else None,
+        extra_files=[],
+    )
+    extra: dict[str, Path] = {}
+    gguf_dir = ctx.store.stage_dir("export") / "gguf"
+    if gguf_dir.is_dir():
+        for f in sorted(gguf_dir.glob("*.gguf")):
+            extra[f"gguf/{f.name}"] = f
+            card.extra_files.append(f"gguf/{f.name}")
+    traces = list(read_jsonl(ctx.store.stage_dir("filter") / "kept.jsonl")) if cfg.hub.push_traces else None
+    folder = ctx.out("push") / "upload"
+    written = hub.write_upload_folder(folder, ctx.store.stage_dir("train") / "model", card, traces, extra)
+    token = hub.resolve_token(cfg.hub.token_env)
+    if not cfg.hub.repo_id or not token:
+        why = "no hub.repo_id set" if not cfg.hub.repo_id else f"no token in ${cfg.hub.token_env} or the Hub login"
+        return StageOutcome({"uploaded": False, "folder": str(folder), "base": base},
+                            f"not uploaded ({why}); the upload folder is {folder}")
+    pushed = hub.push_folder(Path(written["model_folder"]), cfg.hub.repo_id, token, private=cfg.hub.private)
+    counts: dict[str, Any] = {"uploaded": True, "model": pushed}
+    if written.get("dataset_folder") and card.dataset_repo_id:
+        counts["dataset"] = hub.push_folder(Path(written["dataset_folder"]), card.dataset_repo_id, token,
+                                            private=cfg.hub.private, repo_type="dataset")
+    return StageOutcome(counts, f"uploaded to {pushed['url']} ({len(pushed['uploaded'])} files sent)")
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[Context], StageOutcome]] = {
+    "sample": stage_sample,
+    "filter": stage_filter,
+    "train": stage_train,
+    "export": stage_export,
+    "eval": stage_eval,
+    "push": stage_push,
+}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def build_report(config: RunConfig, store: RunStore) -> dict[str, Any]:
+    """The run's summary: pass@1 per model, the filter funnel and seconds per stage."""
+    stages = store.manifest.get("stages", {})
+    report: dict[str, Any] = {"name": config.name, "run_dir": str(config.run_dir)}
+    results_path = store.stage_dir("eval") / "results.json"
+    if results_path.is_file() and stages.get("eval", {}).get("status") == "done":
+        results = json.loads(results_path.read_text())
+        report["pass_at_1"] = {k: round(v["pass_at_1"], 4) for k, v in results.items()}
+        report["eval"] = {k: {f: v[f] for f in ("pass_at_1", "ci95_low", "ci95_high", "cons_at_k", "problems",
+                                               "samples", "truncated")} for k, v in results.items()}
+        report["eval_protocol"] = next(iter(results.values()))["params"] if results else {}
+    funnel_path = store.stage_dir("filter") / "funnel.json"
+    if funnel_path.is_file():
+        report["funnel"] = json.loads(funnel_path.read_text())["funnel"]
+    report["stages"] = {s: {"status": e.get("status"), "seconds": e.get("seconds"), "summary": e.get("summary")}
+                        for s, e in stages.items()}
+    return report

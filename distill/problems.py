@@ -1,0 +1,108 @@
+"""Problem sources: a procedural arithmetic generator and JSONL files.
+
+The generator writes worked solutions in a fixed column-addition style.  They
+are what the embedded toy teacher is trained on, so the quickstart has a
+teacher whose reasoning is real (every step checkable) and whose answers are
+verifiable by the same math verifier a real run uses.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from distill.errors import UserError
+from distill.records import Problem, read_jsonl
+
+MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+CHOICE_INSTRUCTION = "Please reason step by step, and put the letter of your final answer within \\boxed{}."
+
+
+def build_prompt(problem: Problem) -> list[dict[str, str]]:
+    """The chat prompt for a problem, following DeepSeek's advice for R1: no system prompt,
+    the instruction after the problem, the final answer in ``\\boxed{}``."""
+    instruction = CHOICE_INSTRUCTION if problem.kind == "multiple_choice" else MATH_INSTRUCTION
+    return [{"role": "user", "content": f"{problem.problem} {instruction}"}]
+
+
+def addition_solution(a: int, b: int) -> str:
+    """Column addition, least significant digit first, one line per column."""
+    da, db = str(a)[::-1], str(b)[::-1]
+    lines = [f"{a} + {b}"]
+    carry = 0
+    written = []
+    for i in range(max(len(da), len(db))):
+        x = int(da[i]) if i < len(da) else 0
+        y = int(db[i]) if i < len(db) else 0
+        total = x + y + carry
+        lines.append(f"{x}+{y}+{carry}={total} carry {total // 10}")
+        written.append(str(total % 10))
+        carry = total // 10
+    if carry:
+        lines.append(f"write {carry}")
+        written.append(str(carry))
+    lines.append(f"so the answer is {''.join(reversed(written))}")
+    return "\n".join(lines)
+
+
+def final_answer_text(answer: str) -> str:
+    return f"The answer is \\boxed{{{answer}}}."
+
+
+def generate_arithmetic(count: int, seed: int, min_digits: int, max_digits: int, id_prefix: str) -> list[Problem]:
+    """``count`` distinct addition problems; operand lengths are uniform in [min_digits, max_digits]."""
+    rng = random.Random(seed)
+    seen: set[tuple[int, int]] = set()
+    problems: list[Problem] = []
+    capacity = sum(9 * 10 ** (d - 1) for d in range(min_digits, max_digits + 1)) ** 2
+    if count > capacity // 2:
+        raise UserError(f"problems: cannot draw {count} distinct problems with {min_digits}-{max_digits} digits")
+    while len(problems) < count:
+        a = _draw(rng, min_digits, max_digits)
+        b = _draw(rng, min_digits, max_digits)
+        if (a, b) in seen:
+            continue
+        seen.add((a, b))
+        problems.append(
+            Problem(
+                id=f"{id_prefix}-{len(problems):05d}",
+                problem=f"What is {a} + {b}?",
+                answer=str(a + b),
+                source="arithmetic",
+                solution=addition_solution(a, b),
+            )
+        )
+    return problems
+
+
+def _draw(rng: random.Random, min_digits: int, max_digits: int) -> int:
+    digits = rng.randint(min_digits, max_digits)
+    return rng.randint(10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1)
+
+
+def split_train_heldout(problems: list[Problem], heldout: int) -> tuple[list[Problem], list[Problem]]:
+    return problems[heldout:], problems[:heldout]
+
+
+def load_jsonl_problems(path: Path, limit: int | None = None, kind: str = "math") -> list[Problem]:
+    """Read problems in the uniform schema (``id``, ``problem``, ``answer``, ...)."""
+    if not path.is_file():
+        raise UserError(f"problems file not found: {path}")
+    problems = []
+    for i, row in enumerate(read_jsonl(path)):
+        if limit is not None and len(problems) >= limit:
+            break
+        missing = [k for k in ("problem", "answer") if k not in row]
+        if missing:
+            raise UserError(f"{path}: line {i + 1} lacks field(s) {', '.join(missing)}")
+        problems.append(
+            Problem(
+                id=str(row.get("id", f"{path.stem}-{i}")),
+                problem=str(row["problem"]),
+                answer=str(row["answer"]),
+                kind=str(row.get("kind", kind)),
+                source=str(row.get("source", path.stem)),
+                solution=str(row.get("solution", "") or ""),
+            )
+        )
+    return problems

@@ -1,0 +1,126 @@
+"""The records that flow between stages: Problem, Trace and Verdict.
+
+They are plain dataclasses that serialise to flat JSON objects, so a shard of
+them is a JSONL file that ``datasets.load_dataset("json", data_files=...)``
+and pandas read directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass
+class Problem:
+    """A prompt with a verifiable reference answer."""
+
+    id: str
+    problem: str
+    answer: str
+    kind: str = "math"  # math | multiple_choice | code
+    source: str = ""
+    solution: str = ""  # a reference worked solution, when one exists
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Problem":
+        return _from_dict(cls, data)
+
+
+@dataclass
+class Trace:
+    """One sampled completion of one problem, with the reasoning split out."""
+
+    problem_id: str
+    sample_index: int
+    prompt: list[dict[str, str]]
+    reasoning: str
+    answer_text: str
+    finish_reason: str  # stop | length | error
+    think_closed: bool
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    answer_tokens: int = 0
+    teacher: str = ""
+    sampling: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    reference: str = ""
+    kind: str = "math"
+    latency_s: float = 0.0
+    error: str = ""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.problem_id, self.sample_index)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Trace":
+        return _from_dict(cls, data)
+
+
+@dataclass
+class Verdict:
+    """The filter's decision on one trace: ``ok`` or the first reason it was rejected."""
+
+    problem_id: str
+    sample_index: int
+    ok: bool
+    reason: str  # "kept" or a rejection reason
+    extracted: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Verdict":
+        return _from_dict(cls, data)
+
+
+def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def to_dict(record: Any) -> dict[str, Any]:
+    return asdict(record)
+
+
+def write_jsonl_atomic(path: Path, records: Iterable[Any]) -> int:
+    """Write records to ``path`` via a temp file and rename, so readers never see half a shard."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    count = 0
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for record in records:
+            data = record if isinstance(record, dict) else to_dict(record)
+            fh.write(json.dumps(data, ensure_ascii=False) + "\n")
+            count += 1
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return count
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Yield the JSON objects of a JSONL file, ignoring a torn (unterminated, unparsable) last line."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                if line.endswith("\n"):
+                    raise
+                return  # a torn final line from a crash mid-write
+
+
+def read_records(paths: Iterable[Path], cls: type[T]) -> list[T]:
+    out: list[T] = []
+    for path in paths:
+        out.extend(cls.from_dict(d) for d in read_jsonl(path))  # type: ignore[attr-defined]
+    return out

@@ -1,0 +1,60 @@
+"""Evaluate a model on held-out problems through the shared Sampler and the shared verifier."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+from distill.records import Problem
+from distill.verify import verify_answer
+from eval.scoring import Score, score
+from teachers.sampler import Sampler, SamplingParams
+from teachers.service import sample_problems
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalResult:
+    model: str
+    benchmark: str
+    score: Score
+    params: dict[str, Any]
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {"model": self.model, "benchmark": self.benchmark, **asdict(self.score), "params": self.params}
+
+
+def evaluate(sampler: Sampler, problems: Sequence[Problem], params: SamplingParams, model_label: str,
+             benchmark: str, chunk: int = 64, on_progress: Callable[[int], None] | None = None) -> EvalResult:
+    """k = ``params.n`` samples per problem; pass@1 is their mean, truncation counts as wrong."""
+    correct: list[list[bool]] = []
+    answers: list[list[str]] = []
+    rows: list[dict[str, Any]] = []
+    truncated = 0
+    for start in range(0, len(problems), chunk):
+        batch = list(problems[start : start + chunk])
+        traces = sample_problems(batch, sampler, SamplingParams(**{**params.as_dict(), "seed": params.seed + start}))
+        by_problem: dict[str, list] = {}
+        for t in traces:
+            by_problem.setdefault(t.problem_id, []).append(t)
+        for p in batch:
+            oks, extracted = [], []
+            for t in by_problem.get(p.id, []):
+                check = verify_answer(p.kind, t.answer_text, p.answer)
+                ok = check.correct and t.finish_reason != "length"
+                truncated += t.finish_reason == "length"
+                oks.append(ok)
+                extracted.append(check.extracted)
+                rows.append({"problem_id": p.id, "sample_index": t.sample_index, "correct": ok,
+                             "extracted": check.extracted, "finish_reason": t.finish_reason,
+                             "completion_tokens": t.completion_tokens, "reference": p.answer})
+            correct.append(oks)
+            answers.append(extracted)
+        if on_progress:
+            on_progress(len(batch) * params.n)
+    result = EvalResult(model_label, benchmark, score(correct, answers, truncated), params.as_dict(), rows)
+    log.info("%s on %s: pass@1 %.3f", model_label, benchmark, result.score.pass_at_1)
+    return result
