@@ -1,0 +1,83 @@
+"""SIGKILL in the middle of sampling or training, then the same command again: nothing lost or duplicated."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from distill.records import read_jsonl
+from tests.conftest import REPO, tiny_config_dict, write_yaml
+
+
+def start_run(config: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "distill.cli", "run", str(config), *extra], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def kill_when(proc: subprocess.Popen, condition, timeout: float = 240) -> bool:
+    """SIGKILL ``proc`` as soon as ``condition()`` holds; False if it finished first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError("condition never held")
+
+
+def finish(config: Path, *extra: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "distill.cli", "run", str(config), *extra], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+@pytest.mark.slow
+def test_sigkill_during_sampling_then_resume(tmp_path, teacher_cache):
+    raw = tiny_config_dict(tmp_path, teacher_cache)
+    raw["teacher"]["shard_size"] = 2  # 12 shards
+    raw["teacher"]["batch_size"] = 4
+    config = write_yaml(tmp_path / "run.yaml", raw)
+    shards = tmp_path / "runs" / "tiny" / "sample" / "shards"
+    killed = kill_when(start_run(config, "--until", "sample"),
+                       lambda: shards.is_dir() and len(list(shards.glob("shard-*.jsonl"))) >= 3)
+    assert killed, "sampling finished before it could be killed; make it slower"
+    committed_before = {p.name: p.read_bytes() for p in shards.glob("shard-*.jsonl")}
+    finish(config, "--until", "sample")
+    rows = [r for p in sorted(shards.glob("shard-*.jsonl")) for r in read_jsonl(p)]
+    keys = [(r["problem_id"], r["sample_index"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 24 * 2
+    assert set(keys) == {(f"train-{i:05d}", s) for i in range(24) for s in range(2)}
+    for name, data in committed_before.items():  # committed work was kept, not redone
+        assert (shards / name).read_bytes() == data
+    manifest = json.loads((tmp_path / "runs" / "tiny" / "manifest.json").read_text())
+    assert manifest["stages"]["sample"]["counts"]["resumed_shards"] >= 3
+
+
+@pytest.mark.slow
+def test_sigkill_during_training_then_resume(tmp_path, teacher_cache):
+    raw = tiny_config_dict(tmp_path, teacher_cache)
+    raw["student"].update(max_steps=40, save_steps=5, batch_size=2)
+    config = write_yaml(tmp_path / "run.yaml", raw)
+    finish(config, "--until", "filter")
+    checkpoints = tmp_path / "runs" / "tiny" / "train" / "checkpoints"
+    killed = kill_when(start_run(config, "--until", "train"),
+                       lambda: (checkpoints / "checkpoint-10" / "trainer_state.json").is_file())
+    assert killed
+    finish(config, "--until", "train")
+    manifest = json.loads((tmp_path / "runs" / "tiny" / "manifest.json").read_text())
+    counts = manifest["stages"]["train"]["counts"]
+    assert manifest["stages"]["train"]["status"] == "done"
+    assert counts["steps"] == 40
+    assert counts["resumed_from"] and int(counts["resumed_from"].rsplit("-", 1)[1]) >= 10
+    assert (tmp_path / "runs" / "tiny" / "train" / "model" / "model.safetensors").is_file()
