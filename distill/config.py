@@ -51,8 +51,8 @@ class TinyModelConfig(Strict):
     architecture: Literal["qwen2", "llama"] = "qwen2"
     hidden_size: int = Field(96, ge=8)
     num_layers: int = Field(3, ge=1)
-    num_heads: int = Field(4, ge=1)
-    num_kv_heads: int = Field(2, ge=1)
+    num_heads: int = Field(3, ge=1, description="vLLM's CPU attention needs head_dim (hidden/heads) of 32, 64, ...")
+    num_kv_heads: int = Field(1, ge=1)
     intermediate_size: int = Field(384, ge=8)
 
     @model_validator(mode="after")
@@ -70,6 +70,7 @@ class ToyTeacherConfig(Strict):
     model: TinyModelConfig = TinyModelConfig()
     train_problems: int = Field(2000, ge=10)
     train_steps: int = Field(500, ge=1)
+    slip_rate: float = Field(0.0, ge=0, lt=1, description="share of worked solutions with one arithmetic slip")
     learning_rate: float = Field(3e-3, gt=0)
     batch_size: int = Field(32, ge=1)
     vocab_size: int = Field(384, ge=300)
@@ -114,7 +115,7 @@ class FilterConfig(Strict):
 
 class StudentConfig(Strict):
     model: str = Field("toy", min_length=1, description="'toy' or a base model folder / Hub id")
-    toy: TinyModelConfig = TinyModelConfig(hidden_size=64, num_layers=3, num_heads=4, num_kv_heads=2,
+    toy: TinyModelConfig = TinyModelConfig(hidden_size=64, num_layers=3, num_heads=2, num_kv_heads=1,
                                            intermediate_size=256)
     method: Literal["full", "lora", "qlora"] = "full"
     epochs: float = Field(3.0, gt=0)

@@ -25,8 +25,13 @@ def build_prompt(problem: Problem) -> list[dict[str, str]]:
     return [{"role": "user", "content": f"{problem.problem} {instruction}"}]
 
 
-def addition_solution(a: int, b: int) -> str:
-    """Column addition, least significant digit first, one line per column."""
+def addition_solution(a: int, b: int, slip_column: int | None = None, slip: int = 1) -> tuple[str, str]:
+    """Column addition, least significant digit first, one line per column; returns (solution, result).
+
+    ``slip_column`` makes that column's sum off by ``slip`` -- the kind of arithmetic slip a
+    real teacher makes -- and the rest of the solution follows from it consistently, so
+    only a verifier that checks the final answer catches it.
+    """
     da, db = str(a)[::-1], str(b)[::-1]
     lines = [f"{a} + {b}"]
     carry = 0
@@ -35,14 +40,17 @@ def addition_solution(a: int, b: int) -> str:
         x = int(da[i]) if i < len(da) else 0
         y = int(db[i]) if i < len(db) else 0
         total = x + y + carry
+        if i == slip_column:
+            total = total + slip if total + slip >= 0 else total + 1
         lines.append(f"{x}+{y}+{carry}={total} carry {total // 10}")
         written.append(str(total % 10))
         carry = total // 10
     if carry:
         lines.append(f"write {carry}")
         written.append(str(carry))
-    lines.append(f"so the answer is {''.join(reversed(written))}")
-    return "\n".join(lines)
+    result = "".join(reversed(written)).lstrip("0") or "0"
+    lines.append(f"so the answer is {result}")
+    return "\n".join(lines), result
 
 
 def final_answer_text(answer: str) -> str:
@@ -69,7 +77,7 @@ def generate_arithmetic(count: int, seed: int, min_digits: int, max_digits: int,
                 problem=f"What is {a} + {b}?",
                 answer=str(a + b),
                 source="arithmetic",
-                solution=addition_solution(a, b),
+                solution=addition_solution(a, b)[0],
             )
         )
     return problems

@@ -15,7 +15,10 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from distill.problems import MATH_INSTRUCTION, build_prompt, final_answer_text, generate_arithmetic
+import random
+import re
+
+from distill.problems import MATH_INSTRUCTION, addition_solution, build_prompt, final_answer_text, generate_arithmetic
 from distill.records import Problem
 from students.models import TinyModelSpec, build_tiny_model
 from students.toy_tokenizer import build_toy_tokenizer
@@ -59,6 +62,7 @@ def ensure_toy_teacher(cfg: dict[str, Any], min_digits: int, max_digits: int, ex
     excluded = {p.problem for p in exclude}
     pool = generate_arithmetic(cfg["train_problems"] + len(excluded), cfg["seed"], min_digits, max_digits, "toy")
     pool = [p for p in pool if p.problem not in excluded][: cfg["train_problems"]]
+    pool = with_slips(pool, cfg.get("slip_rate", 0.0), cfg["seed"])
     corpus = [worked_text(p) for p in pool]
     tokenizer = build_toy_tokenizer(corpus, vocab_size=cfg["vocab_size"])
     spec = TinyModelSpec(**cfg["model"])
@@ -75,6 +79,30 @@ def ensure_toy_teacher(cfg: dict[str, Any], min_digits: int, max_digits: int, ex
     (final / "DONE").write_text(json.dumps({"losses": result.losses[-5:], "steps": result.steps}))
     shutil.rmtree(work, ignore_errors=True)
     return final
+
+
+OPERANDS_RE = re.compile(r"What is (\d+) \+ (\d+)\?")
+
+
+def with_slips(pool: list[Problem], slip_rate: float, seed: int) -> list[Problem]:
+    """Give a ``slip_rate`` share of the worked solutions one arithmetic slip (a column sum off by one).
+
+    This is what makes the toy teacher fallible in a controlled way: trained to
+    convergence on these, it slips at roughly this rate when sampled, so the filter
+    has wrong-but-well-formed traces to catch, as with a real teacher.
+    """
+    rng = random.Random(seed + 1)
+    out = []
+    for p in pool:
+        m = OPERANDS_RE.match(p.problem)
+        if m is None or rng.random() >= slip_rate:
+            out.append(p)
+            continue
+        a, b = int(m.group(1)), int(m.group(2))
+        column = rng.randrange(max(len(m.group(1)), len(m.group(2))))
+        solution, result = addition_solution(a, b, slip_column=column, slip=rng.choice((-1, 1)))
+        out.append(Problem(id=p.id, problem=p.problem, answer=result, source=p.source, solution=solution))
+    return out
 
 
 def worked_example(problem: Problem) -> dict[str, Any]:

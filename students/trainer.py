@@ -96,23 +96,56 @@ def train_sft(
     Checkpoints go to ``output_dir/checkpoints``; if one is complete there, training
     resumes from it, so a killed run repeats at most ``save_steps`` steps.
     """
-    import torch
-    from datasets import Dataset
     from transformers import TrainerCallback
-    from trl import SFTConfig, SFTTrainer
 
     if not examples:
         raise ValueError("no training examples")
     checkpoint_dir = output_dir / "checkpoints"
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     resume = latest_complete_checkpoint(checkpoint_dir)
+    losses: list[tuple[int, float]] = []
+    guard = _NonFiniteGuard(settings.max_nonfinite_steps)
 
+    class _Relay(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                losses.append((state.global_step, float(logs["loss"])))
+            if on_log and logs:
+                on_log(state.global_step, state.max_steps, {k: float(v) for k, v in logs.items() if _is_num(v)})
+
+    trainer = build_trainer(model_or_path, tokenizer, examples, checkpoint_dir, settings,
+                            callbacks=[_Relay(), guard.callback()])
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if guard.tripped:
+        raise NonFiniteLossError(guard.message(latest_complete_checkpoint(checkpoint_dir)))
+
+    model_dir = output_dir / "model"
+    _save_final(trainer, tokenizer, model_dir)
+    # The trainer state carries the history from before a resume too.
+    history = [(e["step"], float(e["loss"])) for e in trainer.state.log_history if "loss" in e and "step" in e]
+    return TrainResult(
+        model_dir=model_dir,
+        steps=trainer.state.global_step,
+        losses=history or losses,
+        resumed_from=str(resume) if resume else None,
+        train_examples=len(examples),
+    )
+
+
+def build_trainer(model_or_path: Any, tokenizer: Any, examples: list[dict[str, Any]], checkpoint_dir: Path,
+                  settings: TrainSettings, callbacks: list | None = None):
+    """An ``SFTTrainer`` over conversational prompt/completion examples (prompt masked from the loss)."""
+    import torch
+    from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import SFTConfig, SFTTrainer
+
+    ensure_distinct_pad(tokenizer)
     model = _load_model(model_or_path, settings)
-    peft_config = _peft_config(settings)
-    dataset = Dataset.from_list(examples)
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
     steps_per_epoch = math.ceil(len(examples) / (settings.batch_size * settings.grad_accum))
     total_steps = settings.max_steps if settings.max_steps > 0 else math.ceil(steps_per_epoch * settings.epochs)
-
     args = SFTConfig(
         output_dir=str(checkpoint_dir),
         num_train_epochs=settings.epochs,
@@ -139,43 +172,41 @@ def train_sft(
         bf16=False,
         fp16=False,
         eos_token=tokenizer.eos_token,
+        completion_only_loss=True,
         dataset_num_proc=None,
     )
-    losses: list[tuple[int, float]] = []
-    guard = _NonFiniteGuard(settings.max_nonfinite_steps)
-
-    class _Relay(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                losses.append((state.global_step, float(logs["loss"])))
-            if on_log and logs:
-                on_log(state.global_step, state.max_steps, {k: float(v) for k, v in logs.items() if _is_num(v)})
-
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=dataset,
+        train_dataset=Dataset.from_list(examples),
         processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[_Relay(), guard.callback()],
+        peft_config=_peft_config(settings),
+        callbacks=callbacks or [],
     )
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    for noisy in (PrinterCallback, ProgressCallback):  # library code never prints; logs go to on_log
+    for noisy in (PrinterCallback, ProgressCallback):  # library code never prints; logs go to callbacks
         trainer.remove_callback(noisy)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if guard.tripped:
-        raise NonFiniteLossError(guard.message(latest_complete_checkpoint(checkpoint_dir)))
+    return trainer
 
-    model_dir = output_dir / "model"
-    _save_final(trainer, tokenizer, model_dir)
-    return TrainResult(
-        model_dir=model_dir,
-        steps=trainer.state.global_step,
-        losses=losses,
-        resumed_from=str(resume) if resume else None,
-        train_examples=len(examples),
-    )
+
+PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<|endoftext|>", "<|fim_pad|>", "<pad>", "<|pad|>")
+
+
+def ensure_distinct_pad(tokenizer: Any) -> None:
+    """Make the pad token differ from EOS: with pad = eos the collator masks EOS and students never stop.
+
+    Uses a reserved pad token when the vocabulary has one (Llama 3.1's
+    ``<|finetune_right_pad_id|>``, Qwen's ``<|endoftext|>``), else adds ``<|pad|>``.
+    """
+    if tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
+        return
+    vocab = tokenizer.get_vocab()
+    for candidate in PAD_CANDIDATES:
+        if candidate in vocab and vocab[candidate] != tokenizer.eos_token_id:
+            tokenizer.pad_token = candidate
+            log.info("pad token set to %s (distinct from eos %s)", candidate, tokenizer.eos_token)
+            return
+    tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+    log.info("added pad token <|pad|> (distinct from eos %s)", tokenizer.eos_token)
 
 
 class NonFiniteLossError(RuntimeError):

@@ -39,8 +39,8 @@ class VLLMSampler:
             quantization=quantization,
             seed=seed,
         )
-        if not on_cpu:
-            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        # On the CPU backend this fraction reserves *host* memory for the KV cache; keep it modest there.
+        kwargs["gpu_memory_utilization"] = min(gpu_memory_utilization, 0.25) if on_cpu else gpu_memory_utilization
         kwargs.update({k: v for k, v in extra.items() if k not in ("batch_size",)})
         self.name = str(model)
         self.llm = LLM(**{k: v for k, v in kwargs.items() if v is not None})
