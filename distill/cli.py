@@ -44,9 +44,25 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("config")
     val.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
+    chk = sub.add_parser("check-template", help="render one example as the trainer will and check which "
+                                                "tokens carry loss (exit 2 if the template would train wrongly)")
+    chk.add_argument("config")
+    chk.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    chk.add_argument("--tokenizer", metavar="PATH", help="check this tokenizer folder instead of student.model's")
+
+    plan = sub.add_parser("plan", help="per-GPU memory, GPU count, GPU-hours and cost of a config's student "
+                                       "training and teacher sampling (arithmetic only, nothing is loaded)")
+    plan.add_argument("config")
+    plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+
     show = sub.add_parser("show", help="summarise a run folder")
     show.add_argument("run_dir")
     show.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    rep = sub.add_parser("report", help="write report.html and report.md (charts, eval table) for a run folder")
+    rep.add_argument("run_dir")
+    rep.add_argument("--out", metavar="DIR", help="folder to write the report into (default: RUN_DIR/report)")
     return parser
 
 
@@ -63,6 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate(args, console)
         if args.command == "show":
             return _show(args, console)
+        if args.command == "check-template":
+            return _check_template(args, console)
+        if args.command == "plan":
+            return _plan(args, console)
+        if args.command == "report":
+            return _report(args, console)
         return _run(args, console)
     except UserError as exc:
         errors.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
@@ -81,6 +103,32 @@ def _validate(args: argparse.Namespace, console) -> int:
 
     config = load_config(args.config, args.overrides)
     console.print(f"{args.config}: ok (run folder {config.run_dir})", highlight=False)
+    return EXIT_OK
+
+
+def _check_template(args: argparse.Namespace, console) -> int:
+    from distill.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    _quiet_libraries()
+    from students.preflight import check_config
+
+    report = check_config(config, args.tokenizer)
+    console.print(report.render(), highlight=False, markup=False, soft_wrap=True)
+    if not report.ok:
+        raise UserError(f"chat-template pre-flight failed: {report.reason}")
+    return EXIT_OK
+
+
+def _plan(args: argparse.Namespace, console) -> int:
+    from distill.config import load_config
+    from students.plan import plan_run
+
+    result = plan_run(load_config(args.config, args.overrides))
+    if args.json:
+        console.print_json(json.dumps(result.to_dict()))
+    else:
+        console.print(result.render(), highlight=False, markup=False, soft_wrap=True, end="")
     return EXIT_OK
 
 
@@ -113,6 +161,15 @@ def _show(args: argparse.Namespace, console) -> int:
         console.print_json(json.dumps(report))
     else:
         print_report(report, console)
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace, console) -> int:
+    from distill.report import write_report
+
+    files = write_report(Path(args.run_dir), Path(args.out) if args.out else None)
+    console.print(f"wrote {files.html} and {files.markdown} ({len(files.images)} charts)", highlight=False,
+                  soft_wrap=True)
     return EXIT_OK
 
 

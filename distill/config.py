@@ -88,12 +88,44 @@ class VLLMOptions(Strict):
     quantization: Optional[str] = None
 
 
+class OpenAIPrices(Strict):
+    """USD per million tokens; overrides the built-in table (teachers/pricing.py) for cost reporting."""
+
+    input_cache_hit_per_m: float = Field(..., ge=0)
+    input_cache_miss_per_m: float = Field(..., ge=0)
+    output_per_m: float = Field(..., ge=0)
+    off_peak_discount: float = Field(0.0, ge=0, le=1, description="fraction off inside the off-peak window")
+    off_peak_start_utc: str = Field("16:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    off_peak_end_utc: str = Field("00:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class OpenAIOptions(Strict):
+    """An OpenAI-compatible HTTP teacher (DeepSeek API, a vLLM server): endpoints, retries, budget, prices."""
+
+    endpoints: list[str] = Field(["http://127.0.0.1:8000/v1"], min_length=1,
+                                 description="base URLs, e.g. https://api.deepseek.com; requests are spread over all")
+    api_key_env: str = Field("OPENAI_API_KEY", description="env var holding the key, e.g. DEEPSEEK_API_KEY")
+    served_model: Optional[str] = Field(None, description="model name sent to the server (default: teacher.model)")
+    max_concurrency: int = Field(64, ge=1)
+    timeout_s: float = Field(600.0, gt=0, description="per request, whole response")
+    max_retries: int = Field(5, ge=0)
+    backoff_base_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0, description="also caps a server's Retry-After")
+    reasoning_effort: Optional[Literal["low", "medium", "high"]] = Field(
+        None, description="caps max_tokens at 1024 / 8192 / 32768")
+    send_n: bool = Field(False, description="ask for n choices in one request (vLLM); else n requests, seeds seed+i")
+    tokenizer: Optional[str] = Field(None, description="local tokenizer for exact per-part token counts")
+    extra_body: dict[str, Any] = Field({}, description="extra request fields, e.g. {top_k: 20}")
+    prices: Optional[OpenAIPrices] = None
+
+
 class TeacherConfig(Strict):
     model: str = Field("toy", min_length=1, description="'toy', a local folder or a Hub model id")
-    backend: Literal["transformers", "vllm"] = "transformers"
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     toy: ToyTeacherConfig = ToyTeacherConfig()
     vllm: VLLMOptions = VLLMOptions()
+    openai: OpenAIOptions = OpenAIOptions()
     samples_per_problem: int = Field(2, ge=1)
     temperature: float = Field(0.6, ge=0, le=2)
     top_p: float = Field(0.95, gt=0, le=1)
@@ -111,6 +143,27 @@ class FilterConfig(Strict):
     max_per_problem: Optional[int] = Field(None, ge=1, description="keep at most this many correct traces a problem")
     selection: Literal["first", "shortest", "random"] = "first"
     seed: int = 0
+    # quality (distill/quality.py); None switches a check off
+    min_completion_tokens: int = Field(0, ge=0, description="reject shorter completions as too_short")
+    reject_conflicting_answers: bool = True
+    repetition_ngram: int = Field(20, ge=2, description="words in the n-grams that mark a repetition loop")
+    max_repeated_fraction: Optional[float] = Field(
+        0.3, gt=0, le=1, description="reject when more of the reasoning lies in n-grams seen 3+ times")
+    tail_loop_repeats: Optional[int] = Field(
+        4, ge=2, description="reject when the reasoning ends in this many copies of one block")
+    max_foreign_script: Optional[float] = Field(
+        0.01, ge=0, le=1, description="reject when more of the reasoning's words are in another script than the prompt's")
+    verify_timeout_s: float = Field(5.0, gt=0, description="math-verify time per answer before error_infra")
+    # duplicates and contamination (distill/dedup.py)
+    dedup_problems: bool = True
+    near_duplicate_threshold: Optional[float] = Field(
+        0.7, gt=0, le=1, description="word 3-gram Jaccard for near-duplicate training problems (same answer)")
+    decontaminate_heldout: bool = True
+    decontaminate_against: list[Path] = Field(default_factory=list, description="eval JSONL files (uniform schema)")
+    decontam_ngram: int = Field(8, ge=1)
+    decontam_min_overlap: float = Field(
+        0.5, gt=0, le=1, description="share of the shorter problem's n-grams shared to count as contaminated")
+    decontam_fuzzy_threshold: Optional[float] = Field(0.7, gt=0, le=1, description="word 3-gram Jaccard")
 
 
 class StudentConfig(Strict):
@@ -133,6 +186,9 @@ class StudentConfig(Strict):
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     seed: int = 0
+    chat_template: Literal["auto", "tokenizer", "chatml", "llama3", "r1_distill"] = Field(
+        "auto", description="auto keeps the tokenizer's template unless it drops the <think> block "
+                            "(stock R1-Distill), then uses a training variant; see `distill check-template`")
 
 
 class ExportConfig(Strict):
@@ -145,7 +201,7 @@ EVAL_MODELS = ("teacher", "student_base", "student", "student_4bit")
 
 
 class EvalConfig(Strict):
-    backend: Literal["transformers", "vllm"] = "transformers"
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
     models: list[Literal["teacher", "student_base", "student", "student_4bit"]] = list(EVAL_MODELS)
     samples_per_problem: int = Field(4, ge=1, description="k in pass@1 averaged over k samples")
     temperature: float = Field(0.6, ge=0, le=2)
@@ -162,6 +218,46 @@ class HubConfig(Strict):
     push_traces: bool = True
 
 
+class TrainResources(Strict):
+    """The training cluster `distill plan` sizes the student run for (nothing else reads it)."""
+
+    gpu: str = Field("H100-80GB", description="a label for the tables")
+    gpus_per_node: int = Field(8, ge=1)
+    nodes: int = Field(1, ge=1)
+    gpu_memory_gb: float = Field(80, gt=0, description="per GPU, GB = 1e9 bytes")
+    cpu_memory_gb_per_node: float = Field(2000, gt=0, description="host RAM, used by CPU offload")
+    parallelism: Literal["ddp", "zero3", "zero3_offload", "fsdp"] = "zero3"
+    fused_cross_entropy: bool = Field(False, description="a fused linear+CE loss (Liger) never holds the logits")
+    tokens_per_second_per_gpu: Optional[float] = Field(
+        None, gt=0, description="measured training throughput; unset: derived from mfu and peak_tflops")
+    mfu: float = Field(0.35, gt=0, le=1, description="model FLOPs utilisation assumed when throughput is unset")
+    peak_tflops: float = Field(989, gt=0, description="dense BF16 peak per GPU (H100 SXM: 989)")
+    usd_per_gpu_hour: float = Field(2.5, ge=0)
+
+
+class TeacherResources(Strict):
+    """The inference cluster `distill plan` sizes the teacher for (nothing else reads it)."""
+
+    gpu: str = Field("H200-141GB", description="a label for the tables")
+    gpus_per_node: int = Field(8, ge=1)
+    gpu_memory_gb: float = Field(141, gt=0, description="per GPU, GB = 1e9 bytes")
+    min_concurrent_sequences: int = Field(32, ge=1, description="KV cache to reserve: this many full-length "
+                                                               "sequences at teacher.max_tokens")
+    tokens_per_second: float = Field(2500, gt=0, description="generated tokens/s of one engine (one TP x PP group)")
+    replicas: int = Field(1, ge=1, description="engines running side by side")
+    usd_per_gpu_hour: float = Field(3.5, ge=0)
+
+
+class PlanConfig(Strict):
+    """Assumptions for `distill plan`: hardware, throughput, prices and trace lengths."""
+
+    train: TrainResources = TrainResources()
+    teacher: TeacherResources = TeacherResources()
+    avg_prompt_tokens: int = Field(150, ge=1)
+    avg_completion_tokens: int = Field(6000, ge=1, description="teacher tokens per trace (reasoning + answer)")
+    keep_rate: float = Field(0.7, gt=0, le=1, description="share of traces the filter is expected to keep")
+
+
 class RunConfig(Strict):
     name: str = Field(..., min_length=1, pattern=r"^[\w.-]+$")
     output_dir: Path = Path("runs")
@@ -172,6 +268,7 @@ class RunConfig(Strict):
     export: ExportConfig = ExportConfig()
     eval: EvalConfig = EvalConfig()
     hub: HubConfig = HubConfig()
+    plan: PlanConfig = PlanConfig()
 
     @property
     def run_dir(self) -> Path:

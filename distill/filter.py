@@ -1,7 +1,10 @@
 """The filter stage: keep only complete, well-formed, verified-correct traces.
 
 Each trace gets exactly one verdict: ``kept`` or the first rejection reason in
-the order below, so the funnel adds up to the number of traces.
+the order below, so the funnel adds up to the number of traces.  The order puts
+problem-level reasons first (a contaminated problem's traces are out whatever
+they say), then the cheap structural and quality checks, and the verifier last,
+so math-verify only sees traces that could still be kept.
 """
 
 from __future__ import annotations
@@ -9,19 +12,27 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from distill.config import FilterConfig
+from distill.quality import (conflicting_boxes, foreign_script_fraction, has_final_answer, is_looping, prompt_text,
+                             repetition)
 from distill.records import Trace, Verdict
-from distill.verify import verify_answer
+from distill.verify import Check, verify_answer, verify_batch
 
 REASONS = (
+    "contaminated",
+    "duplicate_problem",
     "sampling_error",
     "truncated",
     "unclosed_think",
     "empty_reasoning",
+    "too_short",
     "too_long",
     "no_answer",
+    "conflicting_answers",
+    "language_mixing",
+    "repetition",
     "error_infra",
     "wrong",
     "over_quota",
@@ -35,45 +46,92 @@ class FilterResult:
     kept: list[Trace]
     funnel: dict[str, int] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)
+    traces: list[Trace] = field(default_factory=list)  # sorted like ``verdicts``
+
+    def rejected(self) -> list[tuple[Trace, Verdict]]:
+        """(trace, verdict) for every trace not kept, in trace order."""
+        return [(t, v) for t, v in zip(self.traces, self.verdicts) if not v.ok]
 
 
-def judge(trace: Trace, cfg: FilterConfig) -> Verdict:
-    """The verdict on one trace before per-problem selection."""
-
-    def reject(reason: str, extracted: str = "") -> Verdict:
-        return Verdict(trace.problem_id, trace.sample_index, False, reason, extracted)
-
+def structural_reason(trace: Trace, cfg: FilterConfig) -> str | None:
+    """How the generation ended and how long it is: the checks that need only the trace's fields."""
     if trace.finish_reason == "error":
-        return reject("sampling_error")
+        return "sampling_error"
     if cfg.reject_truncated and trace.finish_reason == "length":
-        return reject("truncated")
+        return "truncated"
     if cfg.require_closed_think and not trace.think_closed:
-        return reject("unclosed_think")
+        return "unclosed_think"
     if trace.reasoning_tokens < cfg.min_reasoning_tokens or (cfg.min_reasoning_tokens and not trace.reasoning.strip()):
-        return reject("empty_reasoning")
+        return "empty_reasoning"
+    if trace.completion_tokens < cfg.min_completion_tokens:
+        return "too_short"
     if cfg.max_completion_tokens is not None and trace.completion_tokens > cfg.max_completion_tokens:
-        return reject("too_long")
-    check = verify_answer(trace.kind, trace.answer_text, trace.reference)
-    if check.status == "no_answer":
-        return reject("no_answer")
-    if check.status == "error_infra":
-        return reject("error_infra", check.extracted)
-    if not check.correct:
-        return reject("wrong", check.extracted)
-    return Verdict(trace.problem_id, trace.sample_index, True, "kept", check.extracted)
+        return "too_long"
+    return None
 
 
-def filter_traces(traces: Iterable[Trace], cfg: FilterConfig) -> FilterResult:
+def quality_reason(trace: Trace, cfg: FilterConfig) -> str | None:
+    """The answer's format and the reasoning's quality (distill.quality), cheapest first."""
+    if not has_final_answer(trace.kind, trace.answer_text):
+        return "no_answer"
+    if cfg.reject_conflicting_answers and trace.kind == "math" and conflicting_boxes(trace.answer_text):
+        return "conflicting_answers"
+    if cfg.max_foreign_script is not None and \
+            foreign_script_fraction(prompt_text(trace.prompt), trace.reasoning) > cfg.max_foreign_script:
+        return "language_mixing"
+    if cfg.max_repeated_fraction is not None or cfg.tail_loop_repeats is not None:
+        rep = repetition(trace.reasoning, cfg.repetition_ngram)
+        if is_looping(rep, cfg.repetition_ngram, cfg.max_repeated_fraction, cfg.tail_loop_repeats):
+            return "repetition"
+    return None
+
+
+def precheck(trace: Trace, cfg: FilterConfig, problem_reason: str | None = None) -> str | None:
+    """The first rejection reason that needs no verifier, or None if the trace goes on to verification."""
+    return problem_reason or structural_reason(trace, cfg) or quality_reason(trace, cfg)
+
+
+def verdict_from_check(trace: Trace, check: Check) -> Verdict:
+    """Turn the verifier's Check into a verdict (no_answer here means the verifier could not read one either)."""
+    reason = {"correct": "kept", "no_answer": "no_answer", "error_infra": "error_infra"}.get(check.status, "wrong")
+    return Verdict(trace.problem_id, trace.sample_index, reason == "kept", reason, check.extracted)
+
+
+def judge(trace: Trace, cfg: FilterConfig, problem_reason: str | None = None) -> Verdict:
+    """The verdict on one trace before per-problem selection."""
+    reason = precheck(trace, cfg, problem_reason)
+    if reason is not None:
+        return Verdict(trace.problem_id, trace.sample_index, False, reason)
+    check = verify_answer(trace.kind, trace.answer_text, trace.reference, cfg.verify_timeout_s)
+    return verdict_from_check(trace, check)
+
+
+def filter_traces(traces: Iterable[Trace], cfg: FilterConfig,
+                  problem_reasons: Mapping[str, str] | None = None) -> FilterResult:
+    """Judge every trace, verifying the survivors of the cheap checks in one batch across worker processes.
+
+    ``problem_reasons`` maps problem ids to a problem-level rejection (``contaminated``,
+    ``duplicate_problem``) from :func:`distill.dedup.screen_problems`.
+    """
     traces = sorted(traces, key=lambda t: t.key)
-    verdicts = [judge(t, cfg) for t in traces]
-    _select_per_problem(traces, verdicts, cfg)
-    funnel = Counter(v.reason for v in verdicts)
+    problem_reasons = problem_reasons or {}
+    reasons = [precheck(t, cfg, problem_reasons.get(t.problem_id)) for t in traces]
+    todo = [i for i, r in enumerate(reasons) if r is None]
+    checks = verify_batch([(traces[i].kind, traces[i].answer_text, traces[i].reference) for i in todo],
+                          cfg.verify_timeout_s)
+    verdicts = [Verdict(t.problem_id, t.sample_index, False, r) if r is not None else None
+                for t, r in zip(traces, reasons)]
+    for i, check in zip(todo, checks):
+        verdicts[i] = verdict_from_check(traces[i], check)
+    final = [v for v in verdicts if v is not None]
+    _select_per_problem(traces, final, cfg)
+    funnel = Counter(v.reason for v in final)
     tokens: Counter[str] = Counter()
-    for t, v in zip(traces, verdicts):
+    for t, v in zip(traces, final):
         tokens[v.reason] += t.completion_tokens
-    kept = [t for t, v in zip(traces, verdicts) if v.ok]
+    kept = [t for t, v in zip(traces, final) if v.ok]
     ordered = {r: funnel.get(r, 0) for r in REASONS if funnel.get(r, 0)}
-    return FilterResult(verdicts, kept, {"total": len(traces), **ordered}, dict(tokens))
+    return FilterResult(final, kept, {"total": len(traces), **ordered}, dict(tokens), traces)
 
 
 def _select_per_problem(traces: list[Trace], verdicts: list[Verdict], cfg: FilterConfig) -> None:

@@ -54,10 +54,20 @@ class StageOutcome:
     summary: str
 
 
+OPENAI_OUTPUT_KEYS = ("served_model", "reasoning_effort", "send_n", "extra_body")
+
+
 def stage_config(config: RunConfig, stage: str) -> dict[str, Any]:
     """The config values a stage's output depends on (its fingerprint input)."""
     teacher = config.section("teacher")
     teacher["toy"].pop("cache_dir", None)
+    # Only what changes the traces: another backend's options, and where/how fast an HTTP
+    # teacher is reached (endpoints, concurrency, retries, prices), do not.
+    for backend in ("vllm", "openai", "toy"):
+        if teacher["backend"] != backend and not (backend == "toy" and teacher["model"] == "toy"):
+            teacher.pop(backend, None)
+    if "openai" in teacher:
+        teacher["openai"] = {k: teacher["openai"][k] for k in OPENAI_OUTPUT_KEYS if k in teacher["openai"]}
     sections: dict[str, dict[str, Any]] = {
         "sample": {"problems": config.section("problems"), "teacher": teacher},
         "filter": {"filter": config.section("filter")},
@@ -193,12 +203,15 @@ def teacher_path(ctx: Context, on_log: Callable | None = None) -> str:
     return path
 
 
-def _sampler(backend: str, model: str, batch_size: int, dtype: str, vllm_options: dict | None = None):
+def _sampler(backend: str, model: str, batch_size: int, dtype: str, vllm_options: dict | None = None,
+             openai_options: dict | None = None):
     from teachers.sampler import make_sampler
 
     options: dict[str, Any] = {"batch_size": batch_size, "dtype": dtype}
     if backend == "vllm":
         options = {"dtype": dtype, **(vllm_options or {})}
+    if backend == "openai":  # an HTTP server owns dtype and batching
+        options = dict(openai_options or {})
     return make_sampler(backend, model, **options)
 
 
@@ -224,7 +237,7 @@ def stage_sample(ctx: Context) -> StageOutcome:
         toy_task.close()
     else:
         path = teacher_path(ctx)
-    sampler = _sampler(t.backend, path, t.batch_size, t.dtype, t.vllm.model_dump())
+    sampler = _sampler(t.backend, path, t.batch_size, t.dtype, t.vllm.model_dump(), t.openai.model_dump())
     params = SamplingParams(n=t.samples_per_problem, temperature=t.temperature, top_p=t.top_p,
                             max_tokens=t.max_tokens, seed=t.seed)
     shards = ShardStore(ctx.out("sample") / "shards")
@@ -249,17 +262,29 @@ def stage_sample(ctx: Context) -> StageOutcome:
 
 
 def stage_filter(ctx: Context) -> StageOutcome:
+    from distill.dedup import screen_run
     from distill.filter import filter_traces
+    from distill.records import to_dict
 
+    cfg = ctx.config
     traces = read_records(ShardStore(ctx.store.stage_dir("sample") / "shards").paths(), Trace)
-    result = filter_traces(traces, ctx.config.filter)
+    train, heldout = problem_sets(cfg)
+    held_name = "heldout" if cfg.problems.source == "arithmetic" else cfg.problems.heldout_path.stem
+    screening = screen_run(train, {held_name: heldout}, cfg.filter)  # contaminated / duplicate problems
+    result = filter_traces(traces, cfg.filter, screening.reasons)
     out = ctx.out("filter")
     write_jsonl_atomic(out / "kept.jsonl", result.kept)
     write_jsonl_atomic(out / "verdicts.jsonl", result.verdicts)
+    write_jsonl_atomic(out / "rejected.jsonl", ({**to_dict(t), "reason": v.reason, "extracted": v.extracted}
+                                                for t, v in result.rejected()))
+    write_jsonl_atomic(out / "contamination.jsonl", (m.as_dict() for m in screening.contamination))
+    write_jsonl_atomic(out / "duplicates.jsonl", (d.as_dict() for d in screening.duplicates))
     write_json_atomic(out / "funnel.json", {"funnel": result.funnel, "completion_tokens": result.tokens})
     kept = result.funnel.get("kept", 0)
     rejected = ", ".join(f"{k} {v}" for k, v in result.funnel.items() if k not in ("total", "kept"))
-    return StageOutcome({"funnel": result.funnel},
+    counts = {"funnel": result.funnel, "contaminated_problems": len({m.train_id for m in screening.contamination}),
+              "duplicate_problems": len(screening.duplicates)}
+    return StageOutcome(counts,
                         f"kept {kept} of {result.funnel['total']} traces" + (f" (rejected: {rejected})" if rejected else ""))
 
 
@@ -301,8 +326,10 @@ def stage_train(ctx: Context) -> StageOutcome:
         lr_scheduler=cfg.lr_scheduler, warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
         batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, max_length=cfg.max_length, packing=cfg.packing,
         gradient_checkpointing=cfg.gradient_checkpointing, save_steps=cfg.save_steps, seed=cfg.seed,
-        lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+        lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, chat_template=cfg.chat_template,
     )
+    # The shortest trace: the check is about the template, not about traces longer than max_length.
+    _preflight(ctx, tokenizer, min(examples, key=lambda e: len(e["completion"][-1]["content"])), settings)
     task = ctx.reporter.task("training student", None)
     last = [0]
 
@@ -320,6 +347,20 @@ def stage_train(ctx: Context) -> StageOutcome:
     counts = {"examples": len(examples), "steps": result.steps, "first_loss": first, "final_loss": final,
               "resumed_from": result.resumed_from, "base": base}
     return StageOutcome(counts, f"{result.steps} steps on {len(examples)} traces, loss {first:.3f} -> {final:.3f}")
+
+
+def _preflight(ctx: Context, tokenizer: Any, example: dict, settings: Any) -> None:
+    """Render the first kept trace as the trainer will; refuse to train on a template that loses the reasoning,
+    the EOS or the prompt/inference match (students/preflight.py says why each matters)."""
+    from students.preflight import run_preflight
+
+    report = run_preflight(tokenizer, example, settings)
+    ctx.out("train").mkdir(parents=True, exist_ok=True)
+    (ctx.out("train") / "preflight.txt").write_text(report.render() + "\n", encoding="utf-8")
+    if not report.ok:
+        raise UserError(f"train: chat-template pre-flight failed: {report.reason} "
+                        "(see train/preflight.txt or `distill check-template CONFIG`)")
+    log.info("chat-template pre-flight passed: %s", report.template)
 
 
 def stage_export(ctx: Context) -> StageOutcome:
@@ -376,7 +417,9 @@ def stage_eval(ctx: Context) -> StageOutcome:
             continue
         backend = "transformers" if label == "student_4bit" else cfg.backend
         dtype = ctx.config.teacher.dtype if label == "teacher" else "float32"
-        sampler = _sampler(backend, path, cfg.batch_size, dtype, ctx.config.teacher.vllm.model_dump())
+        # served_model names the teacher; other models are asked for by their path
+        openai = {**ctx.config.teacher.openai.model_dump(), **({} if label == "teacher" else {"served_model": None})}
+        sampler = _sampler(backend, path, cfg.batch_size, dtype, ctx.config.teacher.vllm.model_dump(), openai)
         task = ctx.reporter.task(f"evaluating {label}", len(heldout) * cfg.samples_per_problem)
         try:
             result = evaluate(sampler, heldout, params, label, benchmark, on_progress=task.advance)

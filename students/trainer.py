@@ -46,6 +46,7 @@ class TrainSettings:
     lora_dropout: float = 0.0
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     max_nonfinite_steps: int = 3
+    chat_template: str = "auto"  # auto | tokenizer | chatml | llama3 | r1_distill (see students.templates)
 
 
 @dataclass
@@ -140,6 +141,10 @@ def build_trainer(model_or_path: Any, tokenizer: Any, examples: list[dict[str, A
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import SFTConfig, SFTTrainer
 
+    from students.templates import apply_training_template
+
+    # The template may change EOS to the end-of-turn token, so it goes before the pad check.
+    apply_training_template(tokenizer, settings.chat_template)
     ensure_distinct_pad(tokenizer)
     model = _load_model(model_or_path, settings)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:

@@ -65,4 +65,8 @@ def make_sampler(backend: str, model: str, **options: Any) -> Sampler:
         from teachers.backends.vllm_engine import VLLMSampler
 
         return VLLMSampler(model, **options)
+    if backend == "openai":
+        from teachers.backends.openai_http import OpenAISampler
+
+        return OpenAISampler(model, **options)
     raise ValueError(f"unknown sampler backend {backend!r}")

@@ -36,3 +36,104 @@ def test_funnel_adds_up_and_quota_keeps_shortest():
 
 def test_truncation_can_be_allowed():
     assert judge(make_trace(finish_reason="length"), FilterConfig(reject_truncated=False)).reason == "kept"
+
+
+# --------------------------------------------------------------------------- reasons, order, batch
+
+
+def test_reasons_cover_every_verdict_in_order():
+    from distill.filter import REASONS
+
+    assert REASONS[:2] == ("contaminated", "duplicate_problem") and REASONS[-2:] == ("over_quota", "kept")
+    for reason in ("too_short", "conflicting_answers", "language_mixing", "repetition", "error_infra"):
+        assert reason in REASONS
+
+
+def test_problem_level_reasons_come_first():
+    cfg = FilterConfig()
+    assert judge(make_trace(finish_reason="error"), cfg, "contaminated").reason == "contaminated"
+    result = filter_traces([make_trace(), make_trace(problem_id="p2")], cfg, {"p2": "duplicate_problem"})
+    assert result.funnel == {"total": 2, "duplicate_problem": 1, "kept": 1}
+
+
+def test_quality_reasons_come_before_the_verifier():
+    cfg = FilterConfig(min_completion_tokens=5)
+    both_wrong_and_conflicting = make_trace(answer_text="\\boxed{3} or \\boxed{4}")
+    assert judge(both_wrong_and_conflicting, cfg).reason == "conflicting_answers"
+    assert judge(make_trace(completion_tokens=2), cfg).reason == "too_short"
+
+
+def test_batch_filter_matches_judge_and_reports_rejections():
+    cfg = FilterConfig(verify_timeout_s=1.0)
+    traces = [
+        make_trace(sample_index=0),
+        make_trace(sample_index=1, answer_text="\\boxed{\\frac{6}{2}}"),
+        make_trace(sample_index=2, answer_text="\\boxed{4}"),
+        make_trace(sample_index=3, answer_text="no box"),
+        make_trace(sample_index=4, answer_text="\\boxed{x + 3 - x}"),
+        make_trace(sample_index=5, answer_text="\\boxed{\\int_0^{7} e^{-x^2} dx + 9^{9^{9^{9}}}}"),
+    ]
+    result = filter_traces(traces, cfg)
+    assert [v.reason for v in result.verdicts] == ["kept", "kept", "wrong", "no_answer", "kept", "error_infra"]
+    assert [v.reason for v in result.verdicts[:5]] == [judge(t, cfg).reason for t in traces[:5]]
+    rejected = result.rejected()
+    assert [(t.sample_index, v.reason) for t, v in rejected] == [(2, "wrong"), (3, "no_answer"), (5, "error_infra")]
+    assert result.funnel["total"] == sum(v for k, v in result.funnel.items() if k != "total")
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+GARDEN = ("A rectangular garden is 12 meters long and 8 meters wide. A path of uniform width is built around the "
+          "garden, and the total area of the garden and the path is 192 square meters. What is the width of the "
+          "path, in meters?")
+
+
+def _write_jsonl(path, rows):
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_stage_filter_writes_rejections_contamination_and_duplicates(tiny_config, tmp_path):
+    import json
+
+    from distill.pipeline import Context, problem_sets, stage_filter
+    from distill.progress import NullReporter
+    from distill.records import read_jsonl
+    from distill.shards import ShardStore
+    from distill.store import RunStore
+
+    train = _write_jsonl(tmp_path / "train.jsonl", [
+        {"id": "t-garden", "problem": GARDEN.replace("is 12", "measures 12"), "answer": "2"},  # reworded held-out
+        {"id": "t-sum", "problem": "What is the sum of 17 and 25?", "answer": "42"},
+        {"id": "t-sum-again", "problem": "What is the sum of 17 and 25 ?", "answer": "42"},  # duplicate
+        {"id": "t-aime", "problem": "Find the remainder when 7^{2024} is divided by 1000.", "answer": "401"},
+        {"id": "t-ok", "problem": "How many primes are less than 30?", "answer": "10"},
+    ])
+    held = _write_jsonl(tmp_path / "held.jsonl", [{"id": "h-garden", "problem": GARDEN, "answer": "2"}])
+    other = _write_jsonl(tmp_path / "aime_like.jsonl", [
+        {"id": "X-1", "problem": "Find the remainder when $7^{2024}$ is divided by $1000$.", "answer": "401"}])
+    config = tiny_config(problems__source="jsonl", problems__train_path=str(train),
+                         problems__heldout_path=str(held), filter__decontaminate_against=[str(other)],
+                         filter__max_per_problem=None)
+    store = RunStore(config.run_dir)
+    problems, _ = problem_sets(config)
+    traces = [make_trace(problem_id=p.id, sample_index=s, reference=p.answer,
+                         answer_text=f"\\boxed{{{p.answer if s == 0 else 0}}}") for p in problems for s in range(2)]
+    ShardStore(store.stage_dir("sample") / "shards").commit(0, traces)
+    outcome = stage_filter(Context(config, store, NullReporter()))
+    out = store.stage_dir("filter")
+    funnel = json.loads((out / "funnel.json").read_text())["funnel"]
+    assert funnel == {"total": 10, "contaminated": 4, "duplicate_problem": 2, "wrong": 2, "kept": 2}
+    assert outcome.counts["contaminated_problems"] == 2 and outcome.counts["duplicate_problems"] == 1
+    contamination = {(r["train_id"], r["eval_id"], r["benchmark"], r["kind"])
+                     for r in read_jsonl(out / "contamination.jsonl")}
+    assert contamination == {("t-garden", "h-garden", "held", "ngram"), ("t-aime", "X-1", "aime_like", "exact")}
+    duplicates = [(r["problem_id"], r["duplicate_of"]) for r in read_jsonl(out / "duplicates.jsonl")]
+    assert duplicates == [("t-sum-again", "t-sum")]
+    rejected = list(read_jsonl(out / "rejected.jsonl"))
+    assert len(rejected) == 8 and {r["reason"] for r in rejected} == {"contaminated", "duplicate_problem", "wrong"}
+    assert all(r["answer_text"] and "reasoning" in r for r in rejected)  # whole traces, with their reasons
+    assert {r["problem_id"] for r in read_jsonl(out / "kept.jsonl")} == {"t-sum", "t-ok"}

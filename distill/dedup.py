@@ -1,0 +1,293 @@
+"""Duplicate training problems and training problems that leak evaluation problems.
+
+Why both: a problem repeated in training is over-weighted in SFT (and its traces
+crowd out others under a per-problem quota), and a training problem that is an
+evaluation problem in other words inflates every score reported on that benchmark.
+
+Three kinds of match, strongest first:
+
+* ``exact`` -- the same words after normalisation (case, spacing, punctuation, ``$``).
+* ``ngram`` -- a long word n-gram shared with an evaluation problem, as in the
+  DeepSeek-R1 / Open-R1 decontamination (8-grams there; 13-grams in GPT-3's).  A
+  copied problem keeps long verbatim runs however it is reworded around them.
+  Problems shorter than n words are compared whole.
+* ``fuzzy`` -- MinHash LSH over word 3-gram shingles finds candidates whose
+  estimated Jaccard similarity passes the threshold; the exact Jaccard of the
+  shingle sets is then computed, so every reported score is exact.
+
+Numbers are words here, so "What is 12 + 34?" and "What is 12 + 35?" stay distinct.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Sequence
+
+from distill.verify import normalise_answer
+
+NUM_PERM = 128
+SHINGLE_WORDS = 3
+_WORD_RE = re.compile(r"[a-z0-9]+|[-+*/=<>^!]")
+
+
+@dataclass(frozen=True)
+class Text:
+    """A problem as dedup sees it: an id, where it comes from, its words and (if known) its answer."""
+
+    id: str
+    source: str
+    words: tuple[str, ...]
+    answer: str = ""  # normalised reference answer; "" when unknown
+
+    @classmethod
+    def of(cls, id: str, text: str, source: str = "", answer: str = "") -> "Text":
+        return cls(id, source, tuple(words(text)), normalise_answer(answer) if answer else "")
+
+
+@dataclass(frozen=True)
+class Match:
+    """One training problem matching one evaluation problem (a row of contamination.jsonl)."""
+
+    train_id: str
+    eval_id: str
+    benchmark: str
+    kind: str  # exact | ngram | fuzzy
+    score: float  # 1.0 for exact; shared n-grams / n-grams of the shorter problem (ngram); Jaccard (fuzzy)
+    shared_ngrams: int = 0
+    jaccard: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A training problem that repeats an earlier one (a row of duplicates.jsonl)."""
+
+    problem_id: str
+    duplicate_of: str
+    kind: str  # exact | near
+    score: float  # Jaccard of word 3-gram shingles (1.0 for exact)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def words(text: str) -> list[str]:
+    r"""Lower-case alphanumeric runs and operator signs; other punctuation, ``$`` and backslashes vanish.
+
+    ``\frac{1}{2}`` is frac 1 2, and ``x^k, k > 0`` stays distinct from ``x^k, k < 0``.
+    """
+    return _WORD_RE.findall(text.lower())
+
+
+def ngrams(seq: Sequence[str], n: int) -> set[tuple[str, ...]]:
+    """Word n-grams; a text shorter than n words is its own single n-gram (so short problems still match whole)."""
+    if not seq:
+        return set()
+    if len(seq) < n:
+        return {tuple(seq)}
+    return {tuple(seq[i : i + n]) for i in range(len(seq) - n + 1)}
+
+
+def shingles(seq: Sequence[str], k: int = SHINGLE_WORDS) -> set[str]:
+    return {" ".join(g) for g in ngrams(seq, k)}
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 0.0
+
+
+def _minhash(shingle_sets: list[set[str]]):
+    from datasketch import MinHash
+
+    return MinHash.bulk([[s.encode() for s in sh] for sh in shingle_sets], num_perm=NUM_PERM)
+
+
+# --------------------------------------------------------------------------- contamination
+
+
+class EvalIndex:
+    """Evaluation problems indexed for the three kinds of match."""
+
+    def __init__(self, problems: Iterable[Text], ngram: int = 8, min_overlap: float = 0.5,
+                 fuzzy_threshold: float | None = 0.7) -> None:
+        from datasketch import MinHashLSH
+
+        self.n = ngram
+        self.min_overlap = min_overlap
+        self.fuzzy_threshold = fuzzy_threshold
+        self.items: dict[str, Text] = {}
+        self._exact: dict[tuple[str, ...], list[str]] = {}
+        self._grams: dict[tuple[str, ...], list[str]] = {}
+        self._shingles: dict[str, set[str]] = {}
+        self._gram_count: dict[str, int] = {}
+        for p in problems:
+            key = _key(p)
+            if key in self.items or not p.words:
+                continue
+            self.items[key] = p
+            self._exact.setdefault(p.words, []).append(key)
+            grams = ngrams(p.words, ngram)
+            self._gram_count[key] = len(grams)
+            for g in grams:
+                self._grams.setdefault(g, []).append(key)
+            self._shingles[key] = shingles(p.words)
+        self._lsh = None
+        if fuzzy_threshold is not None and self.items:
+            self._lsh = MinHashLSH(threshold=fuzzy_threshold, num_perm=NUM_PERM)
+            keys = list(self._shingles)
+            for key, mh in zip(keys, _minhash([self._shingles[k] for k in keys])):
+                self._lsh.insert(key, mh)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def match(self, problem: Text, minhash=None) -> list[Match]:
+        """Every evaluation problem this training problem matches, strongest kind per pair."""
+        grams = ngrams(problem.words, self.n)
+        shared: dict[str, int] = {}
+        for g in grams:
+            for key in self._grams.get(g, ()):
+                shared[key] = shared.get(key, 0) + 1
+        exact = set(self._exact.get(problem.words, ()))
+        fuzzy: set[str] = set()
+        if self._lsh is not None and minhash is not None:
+            fuzzy = set(self._lsh.query(minhash))
+        own = shingles(problem.words)
+        out = []
+        for key in sorted(exact | set(shared) | fuzzy):
+            ev = self.items[key]
+            jac = jaccard(own, self._shingles[key])
+            n_shared = shared.get(key, 0)
+            overlap = n_shared / min(len(grams), self._gram_count[key]) if grams else 0.0
+            if key in exact:
+                kind, score = "exact", 1.0
+            elif overlap >= self.min_overlap:
+                kind, score = "ngram", overlap
+            elif self.fuzzy_threshold is not None and jac >= self.fuzzy_threshold:
+                kind, score = "fuzzy", jac
+            else:
+                continue  # boilerplate overlap ("... relatively prime positive integers. Find m+n.") or an LSH miss
+            out.append(Match(problem.id, ev.id, ev.source, kind, round(score, 4), n_shared, round(jac, 4)))
+        return out
+
+
+def _key(p: Text) -> str:
+    return f"{p.source}\x00{p.id}"
+
+
+def find_contamination(train: Sequence[Text], eval_problems: Iterable[Text], ngram: int = 8,
+                       min_overlap: float = 0.5, fuzzy_threshold: float | None = 0.7) -> list[Match]:
+    """All matches between training and evaluation problems, in training order.
+
+    ``min_overlap`` is the share of the shorter problem's n-grams that must be shared.
+    Open-R1's rule, any one shared 8-gram (``min_overlap`` near 0), flags 12% of the
+    MATH + GSM8K + AIME training problems in shared/data against MATH-500, GSM8K, AIME
+    and AMC, mostly through boilerplate ("can be written as m/n where m and n are
+    relatively prime positive integers"); 0.5 flags 0.4%: copies, reworded copies and
+    same-template siblings with other numbers.
+    """
+    index = EvalIndex(eval_problems, ngram, min_overlap, fuzzy_threshold)
+    if not len(index) or not train:
+        return []
+    hashes = _minhash([shingles(t.words) for t in train]) if fuzzy_threshold is not None else [None] * len(train)
+    matches: list[Match] = []
+    for problem, mh in zip(train, hashes):
+        matches.extend(index.match(problem, mh))
+    return matches
+
+
+# --------------------------------------------------------------------------- duplicates
+
+
+def find_duplicates(problems: Sequence[Text], near_threshold: float | None = 0.7) -> list[Duplicate]:
+    """Problems repeating an earlier one in the sequence; the first of each group is the one kept.
+
+    Greedy in order: a problem is compared with the problems kept so far, so every
+    duplicate names a kept problem and no chain of near-matches links two distant texts.
+    Near matches must also have the same answer when both answers are known: MATH is
+    full of templated siblings ("arrange the letters of TOOT" / "... of MADAM") that
+    differ in a word and are different problems.
+    """
+    from datasketch import MinHashLSH
+
+    first_by_words: dict[tuple[str, ...], str] = {}
+    kept_shingles: dict[str, set[str]] = {}
+    kept_answers: dict[str, str] = {}
+    lsh = MinHashLSH(threshold=near_threshold, num_perm=NUM_PERM) if near_threshold is not None else None
+    sh = [shingles(p.words) for p in problems]
+    hashes = _minhash(sh) if lsh is not None else [None] * len(problems)
+    out: list[Duplicate] = []
+    for p, own, mh in zip(problems, sh, hashes):
+        if p.words in first_by_words:
+            out.append(Duplicate(p.id, first_by_words[p.words], "exact", 1.0))
+            continue
+        if lsh is not None and own:
+            candidates = [c for c in lsh.query(mh) if _same_answer(p.answer, kept_answers[c])]
+            best = _best_near(own, candidates, kept_shingles, near_threshold)
+            if best is not None:
+                out.append(Duplicate(p.id, best[0], "near", round(best[1], 4)))
+                continue
+        if p.words:
+            first_by_words[p.words] = p.id
+        if lsh is not None and own and p.id not in kept_shingles:
+            kept_shingles[p.id] = own
+            kept_answers[p.id] = p.answer
+            lsh.insert(p.id, mh)
+    return out
+
+
+def _same_answer(a: str, b: str) -> bool:
+    """Unknown answers never tell two problems apart; known ones must match."""
+    return not (a and b and a != b)
+
+
+def _best_near(own: set[str], candidates: list[str], kept: dict[str, set[str]],
+               threshold: float | None) -> tuple[str, float] | None:
+    scored = [(c, jaccard(own, kept[c])) for c in candidates]
+    scored = [s for s in scored if threshold is not None and s[1] >= threshold]
+    return min(scored, key=lambda s: (-s[1], s[0])) if scored else None
+
+
+# --------------------------------------------------------------------------- the filter stage's view
+
+
+@dataclass
+class Screening:
+    """Problem-level verdicts for the filter: which training problems to drop, and every match behind them."""
+
+    reasons: dict[str, str]  # problem id -> contaminated | duplicate_problem
+    contamination: list[Match]
+    duplicates: list[Duplicate]
+
+
+def screen_problems(train: Sequence[Any], eval_sets: dict[str, Sequence[Any]], *, dedup: bool = True,
+                    near_threshold: float | None = 0.7, ngram: int = 8, min_overlap: float = 0.5,
+                    fuzzy_threshold: float | None = 0.7) -> Screening:
+    """Decontaminate ``train`` (Problems) against named evaluation sets and find duplicates among them.
+
+    A contaminated problem is reported as contaminated even when it also repeats
+    another training problem: contamination is the fault that must not go unseen.
+    """
+    texts = [Text.of(p.id, p.problem, "train", p.answer) for p in train]
+    evals = [Text.of(p.id, p.problem, name) for name, problems in eval_sets.items() for p in problems]
+    contamination = find_contamination(texts, evals, ngram, min_overlap, fuzzy_threshold) if evals else []
+    duplicates = find_duplicates(texts, near_threshold) if dedup else []
+    reasons = {d.problem_id: "duplicate_problem" for d in duplicates}
+    reasons.update({m.train_id: "contaminated" for m in contamination})
+    return Screening(reasons, contamination, duplicates)
+
+
+def screen_run(train: Sequence[Any], heldout: dict[str, Sequence[Any]], cfg: Any) -> Screening:
+    """The filter stage's screening: ``heldout`` (name -> Problems) when ``cfg.decontaminate_heldout``,
+    plus every file in ``cfg.decontaminate_against`` (uniform JSONL schema, named by file stem)."""
+    from distill.problems import load_jsonl_problems
+
+    eval_sets: dict[str, Sequence[Any]] = dict(heldout) if cfg.decontaminate_heldout else {}
+    for path in cfg.decontaminate_against:
+        eval_sets[path.stem] = load_jsonl_problems(path)
+    return screen_problems(train, eval_sets, dedup=cfg.dedup_problems, near_threshold=cfg.near_duplicate_threshold,
+                           ngram=cfg.decontam_ngram, min_overlap=cfg.decontam_min_overlap,
+                           fuzzy_threshold=cfg.decontam_fuzzy_threshold)
