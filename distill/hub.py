@@ -23,7 +23,6 @@ that rendering a card needs neither.
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 import hashlib
 import importlib
 import io
@@ -36,13 +35,13 @@ import re
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, TypeVar
 
 import yaml
 
 from distill.errors import DistillError, StageError, UserError
+from distill.http_util import retry_after_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -816,20 +815,7 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 
 
 def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    return retry_after_seconds(value)
 
 
 def _http_failure(exc: BaseException) -> tuple[int | None, float | None]:

@@ -241,16 +241,9 @@ def _load_json(path: Path) -> Any:
 
 def _iter_jsonl(path: Path) -> Iterable[dict[str, Any]]:
     """JSON objects of a JSONL file; a torn final line (a crash mid-write) is ignored, as the pipeline does."""
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                if line.endswith("\n"):
-                    raise
-                return
+    from distill.records import read_jsonl
+
+    return read_jsonl(path)
 
 
 def _stage_note(run: _Run, section: Section, stage: str) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import email.utils
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
+from distill.http_util import retry_after_seconds
 from teachers.pricing import PriceTable, cost, table_from_options
 from teachers.reasoning import THINK_CLOSE, THINK_OPEN
 from teachers.sampler import Completion, Messages, SamplingParams
@@ -492,22 +492,7 @@ def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -
             return max(0.0, float(millis) / 1000.0)
         except ValueError:
             pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+    return retry_after_seconds(headers.get("retry-after"), now)
 
 
 def error_message(response: Any) -> str:
