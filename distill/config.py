@@ -216,6 +216,7 @@ class HubConfig(Strict):
     private: bool = True
     token_env: str = "HF_TOKEN"
     push_traces: bool = True
+    revision: Optional[str] = Field(None, description="push to this branch (e.g. one per checkpoint) instead of main")
 
 
 class TrainResources(Strict):

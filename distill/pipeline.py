@@ -461,11 +461,13 @@ def stage_push(ctx: Context) -> StageOutcome:
         extra_files=[],
     )
     extra: dict[str, Path] = {}
-    gguf_dir = ctx.store.stage_dir("export") / "gguf"
-    if gguf_dir.is_dir():
-        for f in sorted(gguf_dir.glob("*.gguf")):
-            extra[f"gguf/{f.name}"] = f
-            card.extra_files.append(f"gguf/{f.name}")
+    export_dir = ctx.store.stage_dir("export")
+    for sub, pattern in (("gguf", "*.gguf"), ("nf4", "*")):  # the 4-bit variants ride along the student
+        folder = export_dir / sub
+        for f in sorted(folder.glob(pattern)) if folder.is_dir() else []:
+            if f.is_file():
+                extra[f"{sub}/{f.name}"] = f
+                card.extra_files.append(f"{sub}/{f.name}")
     traces = list(read_jsonl(ctx.store.stage_dir("filter") / "kept.jsonl")) if cfg.hub.push_traces else None
     folder = ctx.out("push") / "upload"
     written = hub.write_upload_folder(folder, ctx.store.stage_dir("train") / "model", card, traces, extra)
@@ -474,7 +476,8 @@ def stage_push(ctx: Context) -> StageOutcome:
         why = "no hub.repo_id set" if not cfg.hub.repo_id else f"no token in ${cfg.hub.token_env} or the Hub login"
         return StageOutcome({"uploaded": False, "folder": str(folder), "base": base},
                             f"not uploaded ({why}); the upload folder is {folder}")
-    pushed = hub.push_folder(Path(written["model_folder"]), cfg.hub.repo_id, token, private=cfg.hub.private)
+    pushed = hub.push_folder(Path(written["model_folder"]), cfg.hub.repo_id, token, private=cfg.hub.private,
+                             revision=cfg.hub.revision)
     counts: dict[str, Any] = {"uploaded": True, "model": pushed}
     if written.get("dataset_folder") and card.dataset_repo_id:
         counts["dataset"] = hub.push_folder(Path(written["dataset_folder"]), card.dataset_repo_id, token,

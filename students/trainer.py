@@ -237,6 +237,8 @@ class _NonFiniteGuard:
                 values = [logs.get("loss"), logs.get("grad_norm")]
                 bad = any(v is not None and _is_num(v) and not math.isfinite(float(v)) for v in values)
                 guard.streak = guard.streak + 1 if bad else 0
+                if bad:  # never checkpoint diverged weights: the last good checkpoint must stay the newest
+                    control.should_save = False
                 if guard.streak >= guard.limit:
                     guard.tripped = True
                     guard.step = state.global_step

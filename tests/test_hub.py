@@ -565,3 +565,28 @@ def test_hub_is_a_core_module():
                 assert node.module not in ("distill.pipeline", "distill.cli"), node.module
     assert not imported & {"teachers", "students", "eval"}
     assert "print(" not in Path(hub.__file__).read_text()
+
+
+def test_pipeline_push_uploads_student_4bit_and_traces_and_never_writes_the_token(
+        standin, monkeypatch, tmp_path, teacher_cache):
+    """The whole tiny pipeline against the stand-in: what lands on the 'Hub', and no token anywhere on disk."""
+    from distill.config import config_from_dict
+    from distill.pipeline import run
+    from tests.conftest import tiny_config_dict
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    raw = tiny_config_dict(tmp_path, teacher_cache)
+    raw["hub"] = {"repo_id": "me/tiny-student", "private": True}
+    config = config_from_dict(raw)
+    run(config)
+
+    model_files = standin.files("me/tiny-student")
+    assert {"README.md", "config.json", "model.safetensors"} <= set(model_files)
+    assert any(name.startswith("gguf/") and name.endswith(".gguf") for name in model_files)
+    assert any(name.startswith("nf4/") and name.endswith(".safetensors") for name in model_files)
+    assert any(name.endswith(".parquet") for name in standin.files("me/tiny-student-traces", "dataset"))
+    push = json.loads((config.run_dir / "manifest.json").read_text())["stages"]["push"]
+    assert push["status"] == "done" and push["counts"]["uploaded"] is True
+
+    leaked = [p for p in config.run_dir.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+    assert leaked == []

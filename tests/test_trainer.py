@@ -84,3 +84,26 @@ def test_student_quickstart_shape_is_under_half_the_teacher():
     teacher = build_tiny_model(TinyModelSpec(**cfg.teacher.toy.model.model_dump()), tok)
     student = build_tiny_model(TinyModelSpec(**cfg.student.toy.model_dump()), tok)
     assert count_parameters(student) <= 0.5 * count_parameters(teacher)
+
+
+def test_non_finite_loss_stops_training_and_keeps_last_good_checkpoint(tmp_path, data):
+    from students.trainer import NonFiniteLossError
+
+    tokenizer, examples = data
+    model = build_tiny_model(TinyModelSpec(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                                           intermediate_size=64), tokenizer)
+    calls = {"n": 0}
+
+    def poison_after_step_4(module, inputs, output):  # from the 5th forward on, the model goes NaN
+        calls["n"] += 1
+        return output * float("nan") if calls["n"] > 4 else output
+
+    model.model.norm.register_forward_hook(poison_after_step_4)
+    with pytest.raises(NonFiniteLossError) as err:
+        train_sft(model, tokenizer, examples, tmp_path, TrainSettings(
+            max_steps=20, learning_rate=1e-3, batch_size=4, max_length=256, logging_steps=1, save_steps=2,
+            max_nonfinite_steps=3))
+    message = str(err.value)
+    assert "not finite for 3 logged steps in a row" in message and "checkpoint-4" in message
+    assert latest_complete_checkpoint(tmp_path / "checkpoints").name == "checkpoint-4"
+    assert not (tmp_path / "model").exists()  # no final model from a diverged run
