@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any, Sequence
@@ -59,7 +60,7 @@ class TransformersSampler:
         gen_kwargs: dict[str, Any] = dict(
             max_new_tokens=params.max_tokens,
             do_sample=sample,
-            num_return_sequences=params.n,
+            num_return_sequences=params.n if sample else 1,  # greedy: one sample, repeated below
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=sorted(self.eos_ids),
         )
@@ -70,12 +71,13 @@ class TransformersSampler:
         new_tokens = out[:, enc["input_ids"].shape[1] :]
         elapsed = time.perf_counter() - started
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
+        per_prompt = params.n if sample else 1
         grouped: list[list[Completion]] = []
         for i, row in enumerate(new_tokens.tolist()):
-            completion = self._to_completion(row, prompt_lens[i // params.n], elapsed / len(new_tokens))
-            if i % params.n == 0:
+            completion = self._to_completion(row, prompt_lens[i // per_prompt], elapsed / len(new_tokens))
+            if i % per_prompt == 0:
                 grouped.append([])
-            grouped[-1].append(completion)
+            grouped[-1].extend(dataclasses.replace(completion) for _ in range(params.n // per_prompt))
         return grouped
 
     def _to_completion(self, ids: list[int], prompt_tokens: int, latency: float) -> Completion:

@@ -52,7 +52,9 @@ class VLLMSampler:
     def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[Completion]]:
         from vllm import SamplingParams as VSamplingParams
 
-        sp = VSamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
+        # vLLM refuses n > 1 with greedy decoding; the n greedy samples are one sample, repeated.
+        copies = params.n if params.temperature == 0 else 1
+        sp = VSamplingParams(n=params.n // copies, temperature=params.temperature, top_p=params.top_p,
                              max_tokens=params.max_tokens, seed=params.seed)
         started = time.perf_counter()
         outputs = self.llm.chat(list(prompts), sp, use_tqdm=False, add_generation_prompt=True)
@@ -69,6 +71,7 @@ class VLLMSampler:
                     latency_s=per_request,
                 )
                 for o in out.outputs
+                for _ in range(copies)
             ])
         return results
 
