@@ -520,13 +520,18 @@ def _stages(run: _Run) -> Section:
     return sec
 
 
+def _not_run(sec: Section, why: str) -> Section:
+    """Mark a section whose stage has not produced its input; the report says so instead of failing."""
+    sec.status = NOT_RUN
+    sec.note(why)
+    return sec
+
+
 def _funnel(run: _Run) -> Section:
     sec = Section("funnel", "Filter funnel")
     path = run.path("filter", "funnel.json")
     if not path.is_file():
-        sec.status = NOT_RUN
-        sec.note("the filter stage has not run (no filter/funnel.json).")
-        return sec
+        return _not_run(sec, "the filter stage has not run (no filter/funnel.json).")
     data = _load_json(path)
     funnel: dict[str, int] = dict(data.get("funnel") or {})
     tokens: dict[str, int] = dict(data.get("completion_tokens") or {})
@@ -548,9 +553,7 @@ def _lengths(run: _Run) -> Section:
     sec = Section("lengths", "Trace lengths")
     shards = sorted(run.path("sample", "shards").glob("*.jsonl")) if run.path("sample", "shards").is_dir() else []
     if not shards:
-        sec.status = NOT_RUN
-        sec.note("the sample stage has not run (no sample/shards/*.jsonl).")
-        return sec
+        return _not_run(sec, "the sample stage has not run (no sample/shards/*.jsonl).")
     _stage_note(run, sec, "sample")
     tokens: dict[tuple[str, int], int] = {}
     for shard in shards:
@@ -596,9 +599,7 @@ def _loss(run: _Run) -> Section:
     sec = Section("loss", "Training loss")
     path = run.path("train", "losses.json")
     if not path.is_file():
-        sec.status = NOT_RUN
-        sec.note("the train stage has not run (no train/losses.json).")
-        return sec
+        return _not_run(sec, "the train stage has not run (no train/losses.json).")
     _stage_note(run, sec, "train")
     data = _load_json(path)
     losses = [(float(s), float(v)) for s, v in (data.get("losses") or []) if v is not None and math.isfinite(float(v))]
@@ -653,9 +654,7 @@ def _eval(run: _Run) -> Section:
     sec = Section("eval", "Evaluation")
     rows, partial = _eval_rows(run)
     if not rows:
-        sec.status = NOT_RUN
-        sec.note("the eval stage has not run (no eval/results.json).")
-        return sec
+        return _not_run(sec, "the eval stage has not run (no eval/results.json).")
     _stage_note(run, sec, "eval")
     if partial:
         sec.status = "partial"
@@ -732,9 +731,7 @@ def _export(run: _Run) -> Section:
     sec = Section("export", "Export sizes")
     path = run.path("export", "export.json")
     if not path.is_file():
-        sec.status = NOT_RUN
-        sec.note("the export stage has not run (no export/export.json).")
-        return sec
+        return _not_run(sec, "the export stage has not run (no export/export.json).")
     _stage_note(run, sec, "export")
     data = _load_json(path) or {}
     rows = []
@@ -766,9 +763,7 @@ def _budget(run: _Run) -> Section:
     sec = Section("budget", "Accuracy vs thinking budget")
     path = run.path("eval", "budget_sweep.json")
     if not path.is_file():
-        sec.status = NOT_RUN
-        sec.note("the thinking-budget sweep has not run (no eval/budget_sweep.json).")
-        return sec
+        return _not_run(sec, "the thinking-budget sweep has not run (no eval/budget_sweep.json).")
     data = _load_json(path) or {}
     points = [p for p in data.get("points") or [] if isinstance(p, dict) and "budget" in p and "pass_at_1" in p]
     model = str(data.get("model", "?"))
