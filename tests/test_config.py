@@ -88,3 +88,13 @@ def test_missing_file_and_bad_yaml(tmp_path):
     listy.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(listy)
+
+
+def test_readme_gpu_config_example_validates():
+    import re
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"## A real GPU run.*?```yaml\n(.*?)```", readme, re.S).group(1)
+    assert config_from_dict(yaml.safe_load(block)).teacher.backend == "vllm"
