@@ -123,7 +123,7 @@ def filter_traces(traces: Iterable[Trace], cfg: FilterConfig,
                 for t, r in zip(traces, reasons)]
     for i, check in zip(todo, checks):
         verdicts[i] = verdict_from_check(traces[i], check)
-    final = [v for v in verdicts if v is not None]
+    final: list[Verdict] = verdicts  # type: ignore[assignment]  # every slot is filled by now
     _select_per_problem(traces, final, cfg)
     funnel = Counter(v.reason for v in final)
     tokens: Counter[str] = Counter()

@@ -63,9 +63,11 @@ def stage_config(config: RunConfig, stage: str) -> dict[str, Any]:
     teacher["toy"].pop("cache_dir", None)
     # Only what changes the traces: another backend's options, and where/how fast an HTTP
     # teacher is reached (endpoints, concurrency, retries, prices), do not.
-    for backend in ("vllm", "openai", "toy"):
-        if teacher["backend"] != backend and not (backend == "toy" and teacher["model"] == "toy"):
-            teacher.pop(backend, None)
+    if teacher["model"] != "toy":
+        teacher.pop("toy")
+    for backend in ("vllm", "openai"):
+        if teacher["backend"] != backend:
+            teacher.pop(backend)
     if "openai" in teacher:
         teacher["openai"] = {k: teacher["openai"][k] for k in OPENAI_OUTPUT_KEYS if k in teacher["openai"]}
     sections: dict[str, dict[str, Any]] = {
@@ -163,6 +165,13 @@ def _attach_log(path: Path) -> logging.Handler:
 # --------------------------------------------------------------------------- problems and models
 
 
+def run_problems(ctx: Context) -> tuple[list[Problem], list[Problem]]:
+    """The run's (train, held-out) problems, built or read once per run and shared by the stages."""
+    if "problems" not in ctx.cache:
+        ctx.cache["problems"] = problem_sets(ctx.config)
+    return ctx.cache["problems"]
+
+
 def problem_sets(config: RunConfig) -> tuple[list[Problem], list[Problem]]:
     """(train, held-out), disjoint; the generator draws them from one pool of distinct problems."""
     p = config.problems
@@ -196,7 +205,7 @@ def teacher_path(ctx: Context, on_log: Callable | None = None) -> str:
     else:
         from students.toy import ensure_toy_teacher
 
-        _, heldout = problem_sets(cfg)
+        _, heldout = run_problems(ctx)
         path = str(ensure_toy_teacher(cfg.teacher.toy.model_dump(mode="json"), cfg.problems.min_digits,
                                       cfg.problems.max_digits, heldout, cfg.teacher.toy.cache_dir, on_log=on_log))
     ctx.cache["teacher_path"] = path
@@ -223,7 +232,7 @@ def stage_sample(ctx: Context) -> StageOutcome:
     from teachers.service import run_sharded
 
     cfg = ctx.config
-    train, _ = problem_sets(cfg)
+    train, _ = run_problems(ctx)
     t = cfg.teacher
     if t.model == "toy":
         toy_task = ctx.reporter.task("training toy teacher (cached after the first run)", t.toy.train_steps)
@@ -268,7 +277,7 @@ def stage_filter(ctx: Context) -> StageOutcome:
 
     cfg = ctx.config
     traces = read_records(ShardStore(ctx.store.stage_dir("sample") / "shards").paths(), Trace)
-    train, heldout = problem_sets(cfg)
+    train, heldout = run_problems(ctx)
     held_name = "heldout" if cfg.problems.source == "arithmetic" else cfg.problems.heldout_path.stem
     screening = screen_run(train, {held_name: heldout}, cfg.filter)  # contaminated / duplicate problems
     result = filter_traces(traces, cfg.filter, screening.reasons)
@@ -350,7 +359,7 @@ def stage_train(ctx: Context) -> StageOutcome:
 
 
 def _preflight(ctx: Context, tokenizer: Any, example: dict, settings: Any) -> None:
-    """Render the first kept trace as the trainer will; refuse to train on a template that loses the reasoning,
+    """Render one kept trace as the trainer will; refuse to train on a template that loses the reasoning,
     the EOS or the prompt/inference match (students/preflight.py says why each matters)."""
     from students.preflight import run_preflight
 
@@ -404,7 +413,7 @@ def stage_eval(ctx: Context) -> StageOutcome:
     from teachers.sampler import SamplingParams
 
     cfg = ctx.config.eval
-    _, heldout = problem_sets(ctx.config)
+    _, heldout = run_problems(ctx)
     params = SamplingParams(n=cfg.samples_per_problem, temperature=cfg.temperature, top_p=cfg.top_p,
                             max_tokens=cfg.max_tokens, seed=cfg.seed)
     out = ctx.out("eval")

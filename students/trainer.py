@@ -104,13 +104,10 @@ def train_sft(
     checkpoint_dir = output_dir / "checkpoints"
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     resume = latest_complete_checkpoint(checkpoint_dir)
-    losses: list[tuple[int, float]] = []
     guard = _NonFiniteGuard(settings.max_nonfinite_steps)
 
     class _Relay(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                losses.append((state.global_step, float(logs["loss"])))
             if on_log and logs:
                 on_log(state.global_step, state.max_steps, {k: float(v) for k, v in logs.items() if _is_num(v)})
 
@@ -122,12 +119,12 @@ def train_sft(
 
     model_dir = output_dir / "model"
     _save_final(trainer, tokenizer, model_dir)
-    # The trainer state carries the history from before a resume too.
-    history = [(e["step"], float(e["loss"])) for e in trainer.state.log_history if "loss" in e and "step" in e]
+    # The trainer state carries the loss history from before a resume too.
+    losses = [(e["step"], float(e["loss"])) for e in trainer.state.log_history if "loss" in e and "step" in e]
     return TrainResult(
         model_dir=model_dir,
         steps=trainer.state.global_step,
-        losses=history or losses,
+        losses=losses,
         resumed_from=str(resume) if resume else None,
         train_examples=len(examples),
     )
