@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import re
 from datetime import datetime, timezone
 
 
@@ -24,3 +25,14 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+_BEARER_RE = re.compile(r"(?i)(bearer\s+)[^\s'\"]+")
+
+
+def scrub_secret(text: str, secret: str | None) -> str:
+    """Remove ``secret`` and any bearer credential from text bound for an error message or a log line."""
+    text = str(text)
+    if secret:
+        text = text.replace(secret, "***")
+    return _BEARER_RE.sub(r"\1***", text)

@@ -41,7 +41,7 @@ from typing import Any, Callable, TypeVar
 import yaml
 
 from distill.errors import DistillError, StageError, UserError
-from distill.http_util import retry_after_seconds
+from distill.http_util import retry_after_seconds, scrub_secret
 
 logger = logging.getLogger(__name__)
 
@@ -750,10 +750,7 @@ def write_upload_folder(
 # Token handling
 # --------------------------------------------------------------------------- #
 
-_TOKEN_PATTERNS = (
-    re.compile(r"hf_[A-Za-z0-9_\-]{6,}"),
-    re.compile(r"(?i)(bearer\s+)[^\s'\"]+"),
-)
+_HF_TOKEN_RE = re.compile(r"hf_[A-Za-z0-9_\-]{6,}")
 
 
 def scrub(text: str, token: str | None) -> str:
@@ -762,12 +759,7 @@ def scrub(text: str, token: str | None) -> str:
     Why more than the exact token: a server may echo a different credential, or
     a token may be cut or quoted differently inside an error.
     """
-    text = str(text)
-    if token:
-        text = text.replace(token, "***")
-    text = _TOKEN_PATTERNS[0].sub("hf_***", text)
-    text = _TOKEN_PATTERNS[1].sub(r"\1***", text)
-    return text
+    return _HF_TOKEN_RE.sub("hf_***", scrub_secret(text, token))
 
 
 def resolve_token(token_env: str = "HF_TOKEN") -> str | None:

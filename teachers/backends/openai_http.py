@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
-from distill.http_util import retry_after_seconds
+from distill.http_util import retry_after_seconds, scrub_secret
 from teachers.pricing import PriceTable, cost, table_from_options
 from teachers.reasoning import THINK_CLOSE, THINK_OPEN
 from teachers.sampler import Completion, Messages, SamplingParams
@@ -454,9 +454,7 @@ class OpenAISampler:
 
     def _scrub(self, text: str) -> str:
         """Remove the API key (and any bearer token) from text bound for an error field or a log line."""
-        if self._api_key:
-            text = text.replace(self._api_key, "***")
-        return _BEARER.sub("Bearer ***", text)
+        return scrub_secret(text, self._api_key)
 
     def _load_tokenizer(self) -> Any:
         if self._tokenizer is None:
@@ -466,7 +464,6 @@ class OpenAISampler:
         return self._tokenizer
 
 
-_BEARER = re.compile(r"Bearer\s+\S+")
 # Roughly how BPE tokenizers cut text: each digit, letter runs of up to four, each other symbol.
 _TOKEN_PIECES = re.compile(r"\d|[^\W\d_]{1,4}|[^\w\s]|_")
 
