@@ -1,0 +1,405 @@
+"""A registry of versioned evaluation benchmarks, loadable from local files or Hub datasets.
+
+Why a registry: a number is only comparable with another (or with DeepSeek's
+published table) when the problems, the answer normalisation and the prompt are
+the same.  Each :class:`Benchmark` pins them under a ``version`` that goes into
+every results file; bump it when a loader changes what a model is asked or what
+counts as the reference answer.
+
+Two sources per benchmark, both yielding :class:`distill.records.Problem`:
+
+* a local JSONL file in the uniform schema (``id``, ``problem``, ``answer`` ...)
+  as in ``shared/data/eval`` -- fully offline;
+* a Hub dataset, read at run time with ``datasets.load_dataset(path, name,
+  split=..., revision=...)`` and converted row by row from that dataset's own
+  column layout.  GPQA-Diamond is gated and is only ever read this way: its
+  questions must never be written into this project.
+
+Multiple-choice items (GPQA) get their options shuffled with a fixed seed per
+item, so the letter of the right answer is spread over A-D and reproducible.
+Code items (LiveCodeBench) carry their tests as JSON in ``Problem.answer``; the
+verifier's ``code`` kind runs them in the sandbox.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+import pickle
+import random
+import re
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+from distill.errors import UserError
+from distill.records import Problem, read_jsonl
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+RowConverter = Callable[[Row, int, "Benchmark", int], Problem]
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """Where a benchmark lives on the Hugging Face Hub and how ``load_dataset`` is called for it.
+
+    ``data_files`` (relative to the repo) switches to the generic ``json`` builder
+    over ``hf://`` paths, for repos whose loading script ``datasets`` no longer runs
+    (LiveCodeBench).
+    """
+
+    path: str
+    split: str
+    name: Optional[str] = None
+    revision: Optional[str] = None
+    data_files: Optional[str] = None
+    gated: bool = False
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    version: str
+    kind: str  # math | multiple_choice | code
+    display: str  # the name DeepSeek's table uses (report.canonical_benchmark matches it)
+    hub: Optional[HubSource]
+    local_file: Optional[str]  # file name in the eval data folder (uniform schema)
+    hub_row: RowConverter
+    default_k: int = 4  # CPU-friendly default; DeepSeek's k is in ``protocol_k``
+    protocol_k: int = 4
+    description: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+# --------------------------------------------------------------------------- answer normalisation
+
+
+def integer_string(value: Any) -> str:
+    """``27.0`` -> ``"27"``; other values as strings (AMC23 answers are floats on the Hub)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    if re.fullmatch(r"-?\d+\.0+", text):
+        return text.split(".")[0]
+    return text
+
+
+def gsm8k_final_answer(solution: str) -> str:
+    """The number after ``####`` in a GSM8K solution, without thousands commas."""
+    if "####" not in solution:
+        raise ValueError("GSM8K answer has no '####' line")
+    return solution.split("####")[-1].strip().replace(",", "")
+
+
+def _require(row: Row, *keys: str) -> None:
+    missing = [k for k in keys if k not in row or row[k] is None]
+    if missing:
+        raise KeyError(f"row lacks column(s) {', '.join(missing)}; present: {', '.join(sorted(row))}")
+
+
+# --------------------------------------------------------------------------- Hub row converters
+
+_AIME_URL = re.compile(r"(\d{4})_AIME_(I{1,2})_Problems/Problem_(\d+)")
+
+
+def _aime_id(row: Row, index: int, year: str) -> str:
+    m = _AIME_URL.search(str(row.get("url") or ""))
+    if m:
+        return f"AIME-{m.group(1)}-{m.group(2)}-{m.group(3)}"
+    return f"AIME-{year}-{row.get('id', index)}"
+
+
+def _aime2024_row(row: Row, index: int, bench: Benchmark, seed: int) -> Problem:
+    """HuggingFaceH4/aime_2024: id, problem, solution, answer, url, year."""
+    _require(row, "problem", "answer")
+    return Problem(id=_aime_id(row, index, "2024"), problem=str(row["problem"]), answer=integer_string(row["answer"]),
+                   kind=bench.kind, source=bench.display, solution=str(row.get("solution") or ""))
+
+
+def _aime2025_row(row: Row, index: int, bench: Benchmark, seed: int) -> Problem:
+    """math-ai/aime25: problem, answer, id."""
+    _require(row, "problem", "answer")
+    return Problem(id=f"AIME-2025-{row.get('id', index)}", problem=str(row["problem"]),
+                   answer=integer_string(row["answer"]), kind=bench.kind, source=bench.display)
+
+
+def _math500_row(row: Row, index: int, bench: Benchmark, seed: int) -> Problem:
+    """HuggingFaceH4/MATH-500: problem, solution, answer, subject, level, unique_id."""
+    _require(row, "problem", "answer")
+    return Problem(id=str(row.get("unique_id") or f"math500-{index}"), problem=str(row["problem"]),
+                   answer=str(row["answer"]), kind=bench.kind, source=bench.display,
+                   solution=str(row.get("solution") or ""))
+
+
+def _gsm8k_row(row: Row, index: int, bench: Benchmark, seed: int) -> Problem:
+    """openai/gsm8k (config ``main``): question, answer (worked solution ending in ``#### N``)."""
+    _require(row, "question", "answer")
+    return Problem(id=f"gsm8k-test-{index}", problem=str(row["question"]), answer=gsm8k_final_answer(row["answer"]),
+                   kind=bench.kind, source=bench.display, solution=str(row["answer"]))
+
+
+def _amc23_row(row: Row, index: int, bench: Benchmark, seed: int) -> Problem:
+    """math-ai/amc23: id, question, answer (float), url."""
+    _require(row, "question", "answer")
+    return Problem(id=f"AMC23-{row.get('id', index)}", problem=str(row["question"]),
+                   answer=integer_string(row["answer"]), kind=bench.kind, source=bench.display)
+
+
+LETTERS = "ABCDEFGHIJ"
+
+
+def shuffle_choices(correct: str, incorrect: list[str], key: str, seed: int) -> tuple[list[str], str]:
+    """(options in shown order, letter of the correct one), fixed by (seed, item key).
+
+    Why per item and not one global permutation: a global one would put every
+    correct answer under the same letter whenever the source lists it first
+    (GPQA does), and a model biased towards a letter would look good or bad.
+    """
+    options = [correct, *incorrect]
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    order = list(range(len(options)))
+    random.Random(int.from_bytes(digest[:8], "little")).shuffle(order)
+    shown = [options[i] for i in order]
+    return shown, LETTERS[order.index(0)]
+
+
+def multiple_choice_text(question: str, options: list[str]) -> str:
+    return question.strip() + "\n\n" + "\n".join(f"{LETTERS[i]}. {o.strip()}" for i, o in enumerate(options))
+
+
+def _gpqa_row(row: Row, index: int, bench: Benchmark, seed: int) -> Problem:
+    """Idavidrein/gpqa (config ``gpqa_diamond``): Question, Correct Answer, Incorrect Answer 1-3, Record ID."""
+    _require(row, "Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
+    key = str(row.get("Record ID") or index)
+    incorrect = [str(row[f"Incorrect Answer {i}"]) for i in (1, 2, 3)]
+    options, letter = shuffle_choices(str(row["Correct Answer"]), incorrect, key, seed)
+    return Problem(id=f"gpqa-{key}", problem=multiple_choice_text(str(row["Question"]), options), answer=letter,
+                   kind=bench.kind, source=bench.display)
+
+
+class _StrOnlyUnpickler(pickle.Unpickler):
+    """LiveCodeBench pickles a plain JSON string; refusing every class makes loading it safe."""
+
+    def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a benchmark file")
+
+
+def decode_lcb_tests(value: Any) -> list[dict[str, Any]]:
+    """LiveCodeBench test cases: a JSON list, or base64(zlib(pickle(JSON string))) for the private ones."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, list):
+        return value
+    text = str(value)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    raw = zlib.decompress(base64.b64decode(text))
+    inner = _StrOnlyUnpickler(io.BytesIO(raw)).load()
+    return json.loads(inner)
+
+
+def code_answer(tests: list[dict[str, Any]], fn_name: str | None) -> str:
+    """The reference for a code problem: its tests (and entry function) as one JSON string."""
+    norm = [{"input": t["input"], "output": t["output"], "testtype": t.get("testtype", "stdin")} for t in tests]
+    return json.dumps({"tests": norm, "fn_name": fn_name}, ensure_ascii=False)
+
+
+def code_prompt(question: str, starter_code: str) -> str:
+    """LiveCodeBench's prompt shape: the statement, then how the program must read input / be defined."""
+    if starter_code.strip():
+        how = ("You will use the following starter code to write the solution to the problem and enclose "
+               f"your code within delimiters.\n```python\n{starter_code.rstrip()}\n```")
+    else:
+        how = ("Read the inputs from stdin, solve the problem and write the answer to stdout. Enclose your "
+               "code within delimiters as follows.\n```python\n# YOUR CODE HERE\n```")
+    return f"{question.strip()}\n\n{how}"
+
+
+def _lcb_row(row: Row, index: int, bench: Benchmark, seed: int) -> Problem:
+    """livecodebench/code_generation_lite: question_content, starter_code, public/private_test_cases, metadata."""
+    _require(row, "question_content", "public_test_cases")
+    tests = decode_lcb_tests(row["public_test_cases"]) + decode_lcb_tests(row.get("private_test_cases"))
+    meta = row.get("metadata") or "{}"
+    meta = json.loads(meta) if isinstance(meta, str) else dict(meta)
+    return Problem(id=f"lcb-{row.get('question_id', index)}",
+                   problem=code_prompt(str(row["question_content"]), str(row.get("starter_code") or "")),
+                   answer=code_answer(tests, meta.get("func_name")), kind=bench.kind, source=bench.display)
+
+
+# --------------------------------------------------------------------------- the registry
+
+REGISTRY: dict[str, Benchmark] = {
+    b.name: b
+    for b in (
+        Benchmark("aime2024", "1", "math", "AIME 2024", HubSource("HuggingFaceH4/aime_2024", "train"),
+                  "aime2024.jsonl", _aime2024_row, default_k=4, protocol_k=64,
+                  description="30 problems of AIME 2024 I and II; integer answers"),
+        Benchmark("aime2025", "1", "math", "AIME 2025", HubSource("math-ai/aime25", "test"),
+                  "aime2025.jsonl", _aime2025_row, default_k=4, protocol_k=64,
+                  description="30 problems of AIME 2025 I and II; integer answers"),
+        Benchmark("math500", "1", "math", "MATH-500", HubSource("HuggingFaceH4/MATH-500", "test"),
+                  "math500.jsonl", _math500_row, default_k=1, protocol_k=4,
+                  description="OpenAI's PRM800K 500-problem MATH test subset; LaTeX answers"),
+        Benchmark("gsm8k", "1", "math", "GSM8K", HubSource("openai/gsm8k", "test", name="main"),
+                  "gsm8k_test.jsonl", _gsm8k_row, default_k=1, protocol_k=1,
+                  description="GSM8K test, 1319 problems; numeric answers"),
+        Benchmark("amc23", "1", "math", "AMC23", HubSource("math-ai/amc23", "test"),
+                  "amc23.jsonl", _amc23_row, default_k=4, protocol_k=64,
+                  description="the 40 AMC 2023 problems of Qwen2.5-Math's eval; numeric answers"),
+        Benchmark("gpqa_diamond", "1", "multiple_choice", "GPQA Diamond",
+                  HubSource("Idavidrein/gpqa", "train", name="gpqa_diamond", gated=True),
+                  None, _gpqa_row, default_k=1, protocol_k=64,
+                  description="198 graduate-level multiple-choice questions (gated; read at run time only)"),
+        Benchmark("livecodebench", "1", "code", "LiveCodeBench",
+                  HubSource("livecodebench/code_generation_lite", "train", data_files="test6.jsonl"),
+                  None, _lcb_row, default_k=1, protocol_k=16,
+                  description="LiveCodeBench code generation (release v6 problems); scored by running tests"),
+    )
+}
+
+
+def get_benchmark(name: str) -> Benchmark:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UserError(f"unknown benchmark {name!r}; registered: {', '.join(REGISTRY)}") from None
+
+
+@dataclass
+class LoadedBenchmark:
+    """Problems plus what is needed to say exactly which problems they were."""
+
+    name: str
+    version: str
+    kind: str
+    display: str
+    problems: list[Problem]
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "kind": self.kind, "display": self.display,
+                "problems": len(self.problems), **self.source}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def uniform_row(row: Row, index: int, kind: str, source: str, path: Path) -> Problem:
+    """A row of the uniform JSONL schema (shared/data/eval) as a Problem."""
+    if "question_content" in row:  # a LiveCodeBench-layout row in a local file
+        bench = Benchmark(source, "local", "code", source, None, None, _lcb_row)
+        return _lcb_row(row, index, bench, 0)
+    missing = [k for k in ("problem", "answer") if k not in row]
+    if missing:
+        raise UserError(f"{path}: line {index + 1} lacks field(s) {', '.join(missing)}")
+    answer = row["answer"]
+    if kind == "code" and not isinstance(answer, str):
+        answer = json.dumps(answer, ensure_ascii=False)
+    return Problem(id=str(row.get("id", f"{path.stem}-{index}")), problem=str(row["problem"]),
+                   answer=integer_string(answer) if kind == "math" else str(answer),
+                   kind=str(row.get("kind", kind)), source=str(row.get("source", source)),
+                   solution=str(row.get("solution", "") or ""))
+
+
+def load_local(bench: Benchmark, path: Path, limit: int | None = None) -> LoadedBenchmark:
+    """Read a benchmark from a JSONL file in the uniform schema."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"benchmark {bench.name}: file not found: {path}")
+    problems = [uniform_row(row, i, bench.kind, bench.display, path) for i, row in enumerate(read_jsonl(path))]
+    problems = problems[:limit] if limit else problems
+    return LoadedBenchmark(bench.name, bench.version, bench.kind, bench.display, problems,
+                           {"source": "local", "path": str(path), "sha256": _sha256(path)})
+
+
+def load_hub(bench: Benchmark, limit: int | None = None, seed: int = 0, path: str | None = None,
+             revision: str | None = None) -> LoadedBenchmark:
+    """Read a benchmark with ``datasets.load_dataset`` and convert each row from the Hub layout.
+
+    ``path`` replaces the Hub repo id (a local folder in the Hub layout loads
+    through the same call); ``revision`` overrides the registry's pin.
+    """
+    if bench.hub is None:
+        raise UserError(f"benchmark {bench.name} has no Hub source")
+    import datasets
+
+    hub = bench.hub
+    repo = path or hub.path
+    rev = revision if revision is not None else hub.revision
+    try:
+        if hub.data_files:  # the json builder reads the same files from the Hub or a local copy
+            base = path if path is not None else f"hf://datasets/{repo}" + (f"@{rev}" if rev else "")
+            ds = datasets.load_dataset("json", data_files=f"{base}/{hub.data_files}", split=hub.split)
+        else:
+            ds = datasets.load_dataset(repo, hub.name, split=hub.split, revision=rev)
+    except Exception as exc:  # noqa: BLE001 - offline, gated, missing: one clear line for the user
+        hint = " (gated: accept its terms on the Hub and log in with `hf auth login`)" if hub.gated else ""
+        raise UserError(f"benchmark {bench.name}: cannot load Hub dataset {repo!r}{hint}: "
+                        f"{type(exc).__name__}: {exc}") from None
+    problems = []
+    for i, row in enumerate(ds):
+        if limit and len(problems) >= limit:
+            break
+        try:
+            problems.append(bench.hub_row(row, i, bench, seed))
+        except (KeyError, ValueError) as exc:
+            raise UserError(f"benchmark {bench.name}: row {i} of {repo!r} is not in the expected layout: {exc}") \
+                from None
+    source = {"source": "hub", "path": repo, "config": hub.name, "split": hub.split, "revision": rev,
+              "fingerprint": getattr(ds, "_fingerprint", None)}
+    if bench.kind == "multiple_choice":
+        source["shuffle_seed"] = seed
+    return LoadedBenchmark(bench.name, bench.version, bench.kind, bench.display, problems, source)
+
+
+def load_benchmark(name: str, *, source: str = "auto", data_dir: Path | None = None, file: Path | None = None,
+                   kind: str = "math", limit: int | None = None, seed: int = 0, hub_path: str | None = None,
+                   revision: str | None = None) -> LoadedBenchmark:
+    """Load a registered benchmark (or a user's JSONL ``file``) as problems.
+
+    ``source``: ``local`` reads ``data_dir/<local_file>``; ``hub`` calls
+    ``load_dataset``; ``auto`` prefers the local file when it exists.  A name
+    that is not registered needs ``file`` (a user benchmark in the uniform schema).
+    """
+    if file is not None:
+        bench = REGISTRY.get(name) or Benchmark(name, "user", kind, name, None, Path(file).name, _math500_row)
+        loaded = load_local(bench, Path(file), limit)
+        if name not in REGISTRY:
+            loaded.source["user_file"] = True
+        return loaded
+    bench = get_benchmark(name)
+    local = Path(data_dir) / bench.local_file if (data_dir is not None and bench.local_file) else None
+    if source == "local" or (source == "auto" and local is not None and local.is_file()):
+        if local is None:
+            raise UserError(f"benchmark {name}: no local file (set eval.data_dir; GPQA/LiveCodeBench load from the Hub)")
+        return load_local(bench, local, limit)
+    if source not in ("auto", "hub"):
+        raise UserError(f"benchmark {name}: source must be auto, local or hub, not {source!r}")
+    return load_hub(bench, limit, seed, hub_path, revision)
+
+
+def registry_table() -> list[dict[str, Any]]:
+    """One row per registered benchmark, for docs and ``--help`` style listings."""
+    return [{"name": b.name, "version": b.version, "kind": b.kind, "display": b.display,
+             "hub": b.hub.path if b.hub else None, "local_file": b.local_file, "default_k": b.default_k,
+             "protocol_k": b.protocol_k} for b in REGISTRY.values()]
+
+
+def iter_names() -> Iterable[str]:
+    return iter(REGISTRY)
