@@ -50,7 +50,9 @@ def evaluate(sampler: Sampler, problems: Sequence[Problem], params: SamplingPara
                 extracted.append(check.extracted)
                 rows.append({"problem_id": p.id, "sample_index": t.sample_index, "correct": ok,
                              "extracted": check.extracted, "finish_reason": t.finish_reason,
-                             "completion_tokens": t.completion_tokens, "reference": p.answer})
+                             "completion_tokens": t.completion_tokens, "reasoning_tokens": t.reasoning_tokens,
+                             "answer_tokens": t.answer_tokens, "think_closed": t.think_closed,
+                             "reference": p.answer})
             correct.append(oks)
             answers.append(extracted)
         if on_progress:

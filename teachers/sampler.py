@@ -55,6 +55,23 @@ class Sampler(Protocol):
     def close(self) -> None: ...
 
 
+def continues_final_message(messages: Messages) -> bool:
+    """A prompt whose last message is the assistant's is continued, not answered in a new turn.
+
+    Budget forcing (eval/budget.py) and a prefilled ``<think>`` rely on this: the
+    backend renders the chat template without closing that message and generates
+    from where its text ends; the completion holds only the new text.
+    """
+    return bool(messages) and messages[-1].get("role") == "assistant"
+
+
+def render_prompt(tokenizer: Any, messages: Messages) -> str:
+    """The prompt text for a transformers tokenizer's chat template, continuing a final assistant message."""
+    cont = continues_final_message(messages)
+    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=not cont,
+                                         continue_final_message=cont)
+
+
 def make_sampler(backend: str, model: str, **options: Any) -> Sampler:
     """Build a sampler; heavy engines are imported only when asked for."""
     if backend == "transformers":
@@ -69,4 +86,8 @@ def make_sampler(backend: str, model: str, **options: Any) -> Sampler:
         from teachers.backends.openai_http import OpenAISampler
 
         return OpenAISampler(model, **options)
+    if backend == "llamacpp":
+        from teachers.backends.llamacpp import LlamaCppSampler
+
+        return LlamaCppSampler(model, **options)
     raise ValueError(f"unknown sampler backend {backend!r}")

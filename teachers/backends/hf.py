@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any, Sequence
 
-from teachers.sampler import Completion, Messages, SamplingParams
+from teachers.sampler import Completion, Messages, SamplingParams, render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class TransformersSampler:
         import torch
 
         torch.manual_seed(params.seed)
-        texts = [self.tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+        texts = [render_prompt(self.tokenizer, p) for p in prompts]
         results: list[list[Completion]] = []
         per_batch = max(1, self.batch_size // max(1, params.n))
         for start in range(0, len(texts), per_batch):

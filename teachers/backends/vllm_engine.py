@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any, Sequence
 
-from teachers.sampler import Completion, Messages, SamplingParams
+from teachers.sampler import Completion, Messages, SamplingParams, continues_final_message
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,11 @@ class VLLMSampler:
         sp = VSamplingParams(n=params.n // copies, temperature=params.temperature, top_p=params.top_p,
                              max_tokens=params.max_tokens, seed=params.seed)
         started = time.perf_counter()
-        outputs = self.llm.chat(list(prompts), sp, use_tqdm=False, add_generation_prompt=True)
+        cont = [continues_final_message(p) for p in prompts]
+        if any(cont) and not all(cont):
+            raise ValueError("vLLM chat continues all prompts or none; split continuations into their own call")
+        outputs = self.llm.chat(list(prompts), sp, use_tqdm=False, add_generation_prompt=not any(cont),
+                                continue_final_message=any(cont))
         per_request = (time.perf_counter() - started) / max(1, len(prompts))
         results = []
         for out in outputs:
