@@ -119,8 +119,57 @@ class OpenAIOptions(Strict):
     prices: Optional[OpenAIPrices] = None
 
 
+class ScaleOutConfig(Strict):
+    """Data-parallel sampling: Ray workers each own an engine or an endpoint sampler; chunks are tasks."""
+
+    backend: Literal["none", "ray"] = "none"
+    workers: int = Field(2, ge=1, description="Ray actors, each building its own sampler from this config")
+    address: str = Field("local", description="'local' starts Ray on this machine, 'auto' joins a running "
+                                              "cluster (`ray start --head`), or ray://host:port")
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per engine, e.g. 8 for R1 at TP=8")
+    max_chunk_attempts: int = Field(3, ge=1, description="a chunk whose worker died is re-queued up to this many times")
+
+
+class RetryTruncatedConfig(Strict):
+    """One more try, with a larger budget, for samples that hit max_tokens; the retry's outcome is final."""
+
+    enabled: bool = False
+    max_tokens: int = Field(65536, ge=1)
+
+
+class ServeConfig(Strict):
+    """`distill teacher serve`: the OpenAI-compatible server for this teacher (TP/PP from teacher.vllm)."""
+
+    engine: Literal["vllm", "sglang"] = "vllm"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    served_model_name: Optional[str] = Field(None, description="default: teacher.openai.served_model or the model")
+    data_parallel_size: int = Field(1, ge=1)
+    reasoning_parser: Optional[str] = Field("deepseek_r1", description="splits <think> into `reasoning_content`")
+    distributed_executor_backend: Optional[Literal["ray", "mp"]] = Field(
+        None, description="'ray' for PP across nodes (start `ray start --head` / `--address` first)")
+    max_num_seqs: Optional[int] = Field(None, ge=1)
+    extra_args: list[str] = Field([], description="appended verbatim to the server command line")
+
+
+class TraceDatasetOptions(Strict):
+    """Published teacher traces (OpenR1-Math-style or prompt/response layouts) used instead of sampling."""
+
+    path: Optional[str] = Field(None, description="a .jsonl/.parquet file, a folder of them, or a Hub dataset id")
+    name: Optional[str] = Field(None, description="Hub dataset config name, e.g. 'default'")
+    split: str = "train"
+    layout: Literal["auto", "openr1", "single"] = Field(
+        "auto", description="openr1: a list of generations per row; single: one response per row")
+    columns: dict[str, str] = Field({}, description="our field -> your column: id, problem, answer, solution, "
+                                                    "generations, response, reasoning, finish_reasons, correct, source")
+    limit: Optional[int] = Field(None, ge=1, description="use at most this many rows")
+    tokenizer: Optional[str] = Field(None, description="a tokenizer folder for exact token counts (else estimated)")
+
+
 class TeacherConfig(Strict):
     model: str = Field("toy", min_length=1, description="'toy', a local folder or a Hub model id")
+    kind: Literal["model", "dataset"] = Field("model", description="dataset: read published traces (teacher.dataset)")
     backend: Literal["transformers", "vllm", "openai"] = "transformers"
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     toy: ToyTeacherConfig = ToyTeacherConfig()
@@ -133,6 +182,16 @@ class TeacherConfig(Strict):
     batch_size: int = Field(64, ge=1)
     shard_size: int = Field(100, ge=1, description="problems per committed shard")
     seed: int = 0
+    retry_truncated: RetryTruncatedConfig = RetryTruncatedConfig()
+    scale_out: ScaleOutConfig = ScaleOutConfig()
+    serve: ServeConfig = ServeConfig()
+    dataset: TraceDatasetOptions = TraceDatasetOptions()
+
+    @model_validator(mode="after")
+    def _check_dataset(self) -> "TeacherConfig":
+        if self.kind == "dataset" and not self.dataset.path:
+            raise ValueError("kind 'dataset' needs dataset.path (a JSONL/Parquet file, folder or Hub dataset id)")
+        return self
 
 
 class FilterConfig(Strict):

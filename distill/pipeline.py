@@ -66,8 +66,15 @@ def stage_config(config: RunConfig, stage: str) -> dict[str, Any]:
     if teacher["model"] != "toy":
         teacher.pop("toy")
     for backend in ("vllm", "openai"):
-        if teacher["backend"] != backend:
+        if teacher["backend"] != backend or teacher["kind"] == "dataset":
             teacher.pop(backend)
+    for operational in ("scale_out", "serve"):  # where and how wide sampling runs does not change the traces
+        teacher.pop(operational)
+    if teacher["kind"] != "dataset":  # defaults leave the fingerprints of runs made before these keys alone
+        teacher.pop("dataset")
+        teacher.pop("kind")
+    if not teacher["retry_truncated"]["enabled"]:
+        teacher.pop("retry_truncated")
     if "openai" in teacher:
         teacher["openai"] = {k: teacher["openai"][k] for k in OPENAI_OUTPUT_KEYS if k in teacher["openai"]}
     sections: dict[str, dict[str, Any]] = {
@@ -168,7 +175,12 @@ def _attach_log(path: Path) -> logging.Handler:
 def run_problems(ctx: Context) -> tuple[list[Problem], list[Problem]]:
     """The run's (train, held-out) problems, built or read once per run and shared by the stages."""
     if "problems" not in ctx.cache:
-        ctx.cache["problems"] = problem_sets(ctx.config)
+        train, heldout = problem_sets(ctx.config)
+        if ctx.config.teacher.kind == "dataset":  # published traces bring their own training problems
+            from teachers.backends.trace_dataset import load_trace_dataset
+
+            train, ctx.cache["dataset_traces"] = load_trace_dataset(ctx.config.teacher.dataset.model_dump())
+        ctx.cache["problems"] = (train, heldout)
     return ctx.cache["problems"]
 
 
@@ -228,46 +240,151 @@ def _sampler(backend: str, model: str, batch_size: int, dtype: str, vllm_options
 
 
 def stage_sample(ctx: Context) -> StageOutcome:
-    from teachers.sampler import SamplingParams
-    from teachers.service import run_sharded
-
     cfg = ctx.config
-    train, _ = run_problems(ctx)
     t = cfg.teacher
-    if t.model == "toy":
-        toy_task = ctx.reporter.task("training toy teacher (cached after the first run)", t.toy.train_steps)
-        last = [0]
-
-        def on_log(step: int, total: int, logs: dict) -> None:
-            toy_task.advance(step - last[0], loss=logs.get("loss"))
-            last[0] = step
-
-        path = teacher_path(ctx, on_log)
-        toy_task.close()
-    else:
-        path = teacher_path(ctx)
-    sampler = _sampler(t.backend, path, t.batch_size, t.dtype, t.vllm.model_dump(), t.openai.model_dump())
-    params = SamplingParams(n=t.samples_per_problem, temperature=t.temperature, top_p=t.top_p,
-                            max_tokens=t.max_tokens, seed=t.seed)
+    train, _ = run_problems(ctx)
+    info = sample_chunks(ctx)
     shards = ShardStore(ctx.out("sample") / "shards")
-    task = ctx.reporter.task("sampling teacher traces", len(train) * t.samples_per_problem)
-    task.advance(len(shards.committed()) * min(t.shard_size, len(train)) * t.samples_per_problem)
-    try:
-        info = run_sharded(train, sampler, params, shards, t.shard_size,
-                           on_shard=lambda n, stats: task.advance(n, **stats))
-    finally:
-        task.close()
-        sampler.close()
     rows = shards.read_all()
     keys = {(r["problem_id"], r["sample_index"]) for r in rows}
-    if len(keys) != len(rows) or len(rows) != len(train) * t.samples_per_problem:
-        raise RuntimeError(f"sampling committed {len(rows)} traces ({len(keys)} unique), expected "
-                           f"{len(train) * t.samples_per_problem}")
-    truncated = sum(r["finish_reason"] == "length" for r in rows)
-    tokens = sum(r["completion_tokens"] for r in rows)
-    counts = {"problems": len(train), "traces": len(rows), "truncated": truncated, "completion_tokens": tokens,
-              "teacher": path, **info}
-    return StageOutcome(counts, f"{len(rows)} traces from {len(train)} problems ({truncated} truncated)")
+    expected = len(train) * t.samples_per_problem if t.kind == "model" else info.pop("traces")
+    if len(keys) != len(rows) or len(rows) != expected:
+        raise RuntimeError(f"sampling committed {len(rows)} traces ({len(keys)} unique), expected {expected}")
+    totals = sampling_totals(rows, _price_table(cfg))
+    counts = {"problems": len(train) if t.kind == "model" else len({k[0] for k in keys}), "traces": len(rows),
+              **totals, "teacher": info.pop("teacher"), **info}
+    return StageOutcome(counts, f"{len(rows)} traces from {counts['problems']} problems "
+                                f"({totals['truncated']} truncated, {sum(totals['failures'].values())} failed)")
+
+
+def sample_chunks(ctx: Context, select: Callable[[int], bool] | None = None) -> dict[str, Any]:
+    """Sample (or, for a trace dataset, import) every chunk not yet committed that ``select`` picks.
+
+    ``select`` lets a Slurm array task own the chunks ``i % n == k`` (``distill teacher sample --shard k/n``);
+    every process commits through the same ShardStore, so the union is exactly the whole job.
+    """
+    from teachers.sampler import SamplingParams
+    from teachers.service import pending_chunks, run_sharded
+
+    cfg = ctx.config
+    t = cfg.teacher
+    shards = ShardStore(ctx.out("sample") / "shards")
+    if t.kind == "dataset":
+        from teachers.backends.trace_dataset import commit_dataset_chunks
+
+        train, _ = run_problems(ctx)
+        info = commit_dataset_chunks(ctx.cache["dataset_traces"], train, shards, t.shard_size, select)
+        return {**info, "teacher": f"dataset:{t.dataset.path}"}
+    train, _ = run_problems(ctx)
+    path = _teacher_for_sampling(ctx)
+    params = SamplingParams(n=t.samples_per_problem, temperature=t.temperature, top_p=t.top_p,
+                            max_tokens=t.max_tokens, seed=t.seed)
+    retry = t.retry_truncated.max_tokens if t.retry_truncated.enabled else None
+    chunks, todo, done = pending_chunks(train, shards, t.shard_size, select)
+    total = sum(len(chunks[i]) for i in (todo if select else range(len(chunks)))) * t.samples_per_problem
+    task = ctx.reporter.task("sampling teacher traces", total)
+    already = 0 if select else sum(len(chunks[i]) for i in done) * t.samples_per_problem
+    task.advance(already)
+    from distill.progress import SamplingMeter
+
+    meter = SamplingMeter(total, already, _price_table(cfg))
+
+    def on_chunk(n: int, stats: dict) -> None:
+        task.advance(n, **meter.add(stats))
+
+    try:
+        if t.scale_out.backend == "ray":
+            info = _sample_on_ray(ctx, path, chunks, todo, params, shards, retry, on_chunk)
+        else:
+            sampler = _sampler(t.backend, path, t.batch_size, t.dtype, t.vllm.model_dump(), t.openai.model_dump())
+            try:
+                info = run_sharded(train, sampler, params, shards, t.shard_size, on_shard=on_chunk, select=select,
+                                   retry_max_tokens=retry)
+            finally:
+                sampler.close()
+    finally:
+        task.close()
+    return {"shards": len(chunks), "resumed_shards": len(done), "teacher": path, **info}
+
+
+def _teacher_for_sampling(ctx: Context) -> str:
+    t = ctx.config.teacher
+    if t.model != "toy":
+        return teacher_path(ctx)
+    toy_task = ctx.reporter.task("training toy teacher (cached after the first run)", t.toy.train_steps)
+    last = [0]
+
+    def on_log(step: int, total: int, logs: dict) -> None:
+        toy_task.advance(step - last[0], loss=logs.get("loss"))
+        last[0] = step
+
+    try:
+        return teacher_path(ctx, on_log)
+    finally:
+        toy_task.close()
+
+
+def _sample_on_ray(ctx: Context, path: str, chunks: list, todo: list[int], params: Any, shards: ShardStore,
+                   retry: int | None, on_chunk: Callable[[int, dict], None]) -> dict[str, Any]:
+    """Chunks as tasks on Ray workers that each build the configured sampler; only this process commits."""
+    from teachers.ray_pool import RayPool, WorkerSpec
+    from teachers.service import shard_stats
+
+    t = ctx.config.teacher
+    options: dict[str, Any] = {"batch_size": t.batch_size, "dtype": t.dtype}
+    if t.backend == "vllm":
+        options = {"dtype": t.dtype, **t.vllm.model_dump()}
+    if t.backend == "openai":
+        options = t.openai.model_dump()
+    so = t.scale_out
+    pool = RayPool(WorkerSpec(t.backend, path, options), workers=so.workers, address=so.address,
+                   cpus_per_worker=so.cpus_per_worker, gpus_per_worker=so.gpus_per_worker,
+                   max_chunk_attempts=so.max_chunk_attempts)
+
+    def commit(index: int, traces: list[Trace]) -> None:
+        if index in shards.committed():  # idempotent by chunk id
+            return
+        shards.commit(index, traces)
+        on_chunk(len(chunks[index]) * params.n, shard_stats(traces))
+
+    try:
+        return pool.run(chunks, todo, params, commit, retry)
+    finally:
+        pool.close()
+
+
+def _price_table(config: RunConfig) -> Any:
+    """The teacher's price table when it is a priced API (teachers/pricing.py), else None."""
+    t = config.teacher
+    if t.kind != "model" or t.backend != "openai":
+        return None
+    from teachers.pricing import table_from_options
+
+    prices = t.openai.prices.model_dump() if t.openai.prices else None
+    return table_from_options(prices, t.openai.served_model or t.model)
+
+
+def sampling_totals(rows: list[dict[str, Any]], price: Any = None) -> dict[str, Any]:
+    """What the manifest records for a sampling job: tokens, truncations, failures by reason and cost."""
+    failures: dict[str, int] = {}
+    for r in rows:
+        if r["finish_reason"] == "error":
+            reason = (r.get("error") or "unknown").split(":", 1)[0].strip() or "unknown"
+            failures[reason] = failures.get(reason, 0) + 1
+    totals: dict[str, Any] = {
+        "truncated": sum(r["finish_reason"] == "length" for r in rows),
+        "retried_truncated": sum(bool((r.get("sampling") or {}).get("retry_of_truncated")) for r in rows),
+        "failures": failures,
+        "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in rows),
+        "completion_tokens": sum(r.get("completion_tokens", 0) for r in rows),
+        "reasoning_tokens": sum(r.get("reasoning_tokens", 0) for r in rows),
+        "cost_usd": None,
+    }
+    if price is not None:
+        from teachers.pricing import cost
+
+        totals["cost_usd"] = round(cost(totals["prompt_tokens"], totals["completion_tokens"], price), 6)
+    return totals
 
 
 def stage_filter(ctx: Context) -> StageOutcome:

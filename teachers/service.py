@@ -55,37 +55,89 @@ def to_trace(problem: Problem, index: int, prompt: list[dict[str, str]], complet
     )
 
 
-def sample_problems(problems: Sequence[Problem], sampler: Sampler, params: SamplingParams) -> list[Trace]:
-    """``params.n`` traces per problem, as one batch through the sampler."""
+def sample_problems(problems: Sequence[Problem], sampler: Sampler, params: SamplingParams,
+                    retry_max_tokens: int | None = None) -> list[Trace]:
+    """``params.n`` traces per problem, as one batch through the sampler.
+
+    ``finish_reason=length`` is a final outcome; with ``retry_max_tokens`` each truncated sample
+    gets exactly one more try at that budget, and whatever the retry returns is what is recorded.
+    """
     prompts = [build_prompt(p) for p in problems]
     outputs = sampler.generate(prompts, params)
+    retried = _retry_truncated(prompts, outputs, sampler, params, retry_max_tokens) if retry_max_tokens else set()
     traces = []
-    for problem, prompt, completions in zip(problems, prompts, outputs):
+    for p, (problem, prompt, completions) in enumerate(zip(problems, prompts, outputs)):
         for i, completion in enumerate(completions):
-            traces.append(to_trace(problem, i, prompt, completion, sampler, params))
+            if (p, i) in retried:
+                trace = to_trace(problem, i, prompt, completion, sampler, replace(params, max_tokens=retry_max_tokens))
+                trace.sampling["retry_of_truncated"] = True
+            else:
+                trace = to_trace(problem, i, prompt, completion, sampler, params)
+            traces.append(trace)
     return traces
 
 
-def run_sharded(problems: Sequence[Problem], sampler: Sampler, params: SamplingParams, store: ShardStore,
-                shard_size: int, on_shard: ProgressFn | None = None) -> dict[str, int]:
-    """Sample every shard not yet committed; returns how many shards were done now and before."""
+def _retry_truncated(prompts: list, outputs: list[list[Completion]], sampler: Sampler, params: SamplingParams,
+                     max_tokens: int) -> set[tuple[int, int]]:
+    """Replace each truncated completion by one retry at ``max_tokens`` (one batch, n=1 each), in place;
+    returns the (prompt, sample) slots that were retried."""
+    slots = [(p, i) for p, row in enumerate(outputs) for i, c in enumerate(row) if c.finish_reason == "length"]
+    if not slots or max_tokens <= params.max_tokens:
+        return set()
+    retry_params = replace(params, n=1, max_tokens=max_tokens, seed=shard_seed(params.seed, 1_000_003))
+    again = sampler.generate([prompts[p] for p, _ in slots], retry_params)
+    for (p, i), row in zip(slots, again):
+        outputs[p][i] = row[0]
+    log.info("retried %d truncated samples at max_tokens=%d; %d still truncated", len(slots), max_tokens,
+             sum(row[0].finish_reason == "length" for row in again))
+    return set(slots)
+
+
+def sample_chunk(index: int, problems: Sequence[Problem], sampler: Sampler, params: SamplingParams,
+                 retry_max_tokens: int | None = None) -> list[Trace]:
+    """One chunk's traces, with the chunk's own seed, so whoever samples it (any process) samples the same."""
+    return sample_problems(problems, sampler, replace(params, seed=shard_seed(params.seed, index)), retry_max_tokens)
+
+
+def pending_chunks(problems: Sequence[Problem], store: ShardStore, shard_size: int,
+                   select: Callable[[int], bool] | None = None) -> tuple[list[list[Problem]], list[int], set[int]]:
+    """(all chunks, the indices still to sample that ``select`` accepts, those already committed)."""
     shards = plan_shards(list(problems), shard_size)
     done = store.committed()
     stale = sorted(i for i in done if i >= len(shards))
     if stale:
         raise RuntimeError(f"shard folder holds shards {stale} beyond the {len(shards)} planned; it is not this job's")
-    for index, shard in enumerate(shards):
-        if index in done:
-            continue
-        traces = sample_problems(shard, sampler, replace(params, seed=shard_seed(params.seed, index)))
+    todo = [i for i in range(len(shards)) if i not in done and (select is None or select(i))]
+    return shards, todo, done
+
+
+def run_sharded(problems: Sequence[Problem], sampler: Sampler, params: SamplingParams, store: ShardStore,
+                shard_size: int, on_shard: ProgressFn | None = None, select: Callable[[int], bool] | None = None,
+                retry_max_tokens: int | None = None) -> dict[str, int]:
+    """Sample every shard not yet committed (and picked by ``select``); returns shard counts."""
+    shards, todo, done = pending_chunks(problems, store, shard_size, select)
+    for index in todo:
+        traces = sample_chunk(index, shards[index], sampler, params, retry_max_tokens)
         store.commit(index, traces)
         if on_shard:
-            on_shard(len(shard) * params.n, _shard_stats(traces))
-    return {"shards": len(shards), "resumed_shards": len(done)}
+            on_shard(len(shards[index]) * params.n, shard_stats(traces))
+    return {"shards": len(shards), "resumed_shards": len(done), "sampled_shards": len(todo)}
 
 
-def _shard_stats(traces: list[Trace]) -> dict:
+def shard_stats(traces: Sequence[Trace]) -> dict:
+    """What a committed chunk adds to the live progress line."""
+    from distill.verify import last_boxed, quick_check
+
+    accepted = 0
+    for t in traces:
+        if t.finish_reason == "stop" and t.think_closed:
+            boxed = last_boxed(t.answer_text)
+            accepted += bool(boxed is not None and quick_check(boxed, t.reference))
     return {
+        "traces": len(traces),
         "completion_tokens": sum(t.completion_tokens for t in traces),
+        "prompt_tokens": sum(t.prompt_tokens for t in traces),
         "truncated": sum(t.finish_reason == "length" for t in traces),
+        "failed": sum(t.finish_reason == "error" for t in traces),
+        "accepted": accepted,
     }

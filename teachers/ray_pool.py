@@ -1,0 +1,170 @@
+"""Data-parallel sampling on Ray: workers own engines (or endpoint samplers), chunks are tasks.
+
+Each worker is a Ray actor that builds its own sampler from a picklable
+:class:`WorkerSpec` (a vLLM engine on its GPUs, a transformers model, or an HTTP
+client for its share of endpoints).  The driver hands out one chunk at a time
+per worker and is the only process that commits: a chunk's traces travel back
+to the driver, which writes them through :class:`distill.shards.ShardStore`.
+So output stays exactly-once even when workers die:
+
+* a worker that dies mid-chunk (node lost, OOM-killed, SIGKILL) loses only that
+  chunk's in-flight work; the chunk goes back to the queue and another worker
+  (or a fresh replacement actor) samples it again, with the same chunk seed;
+* a chunk is committed once, by index, and never re-sent after it is committed;
+* a chunk that keeps killing its workers stops the job after
+  ``max_chunk_attempts`` rather than looping forever.
+
+We re-queue explicitly instead of leaning on Ray's ``max_task_retries``: a
+retried actor task goes back to the *same* (restarting) actor, while explicit
+re-queueing lets any live worker pick the chunk up at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+from distill.records import Problem, Trace
+from teachers.sampler import SamplingParams
+
+log = logging.getLogger(__name__)
+
+CommitFn = Callable[[int, list[Trace]], None]
+
+
+@dataclass
+class WorkerSpec:
+    """What a worker needs to build its sampler, inside its own process."""
+
+    backend: str
+    model: str
+    options: dict[str, Any] = field(default_factory=dict)
+    factory: str = "teachers.sampler:make_sampler"  # "module:callable(backend, model, **options)"
+
+    def build(self) -> Any:
+        module, _, attr = self.factory.partition(":")
+        return getattr(importlib.import_module(module), attr)(self.backend, self.model, **self.options)
+
+
+class SamplingWorker:
+    """The actor body: one sampler for the actor's life, one chunk per call."""
+
+    def __init__(self, spec: WorkerSpec):
+        self.sampler = spec.build()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def sample(self, index: int, problems: list[dict], params: dict, retry_max_tokens: int | None) -> list[dict]:
+        from distill.records import to_dict
+        from teachers.service import sample_chunk
+
+        traces = sample_chunk(index, [Problem.from_dict(p) for p in problems], self.sampler,
+                              SamplingParams(**params), retry_max_tokens)
+        return [to_dict(t) for t in traces]
+
+
+class RayPool:
+    """A fixed number of sampling actors on a Ray cluster (a local one, or one joined by address)."""
+
+    def __init__(self, spec: WorkerSpec, workers: int = 2, address: str = "local", cpus_per_worker: float = 1.0,
+                 gpus_per_worker: float = 0.0, max_chunk_attempts: int = 3, env_vars: dict[str, str] | None = None):
+        import ray
+
+        self.spec = spec
+        self.max_chunk_attempts = max_chunk_attempts
+        # Engines bring their own threading; a CPU worker gets its share of cores, not all of them.
+        self.env_vars = {"OMP_NUM_THREADS": str(max(1, int(cpus_per_worker))), "TOKENIZERS_PARALLELISM": "false",
+                         **(env_vars or {})}
+        self._started_ray = False
+        if not ray.is_initialized():
+            if address == "local":
+                ray.init(num_cpus=max(1, int(workers * cpus_per_worker + 0.999)), include_dashboard=False,
+                         log_to_driver=False)
+            else:
+                ray.init(address=address, log_to_driver=False)
+            self._started_ray = True
+        self._actor_cls = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=0)(
+            SamplingWorker).options(runtime_env={"env_vars": self.env_vars})
+        self.actors = [self._new_actor() for _ in range(workers)]
+        self.replaced = 0
+
+    def _new_actor(self) -> Any:
+        return self._actor_cls.remote(self.spec)
+
+    def worker_pids(self) -> list[int]:
+        import ray
+
+        return ray.get([a.pid.remote() for a in self.actors])
+
+    def run(self, chunks: Sequence[Sequence[Problem]], todo: Sequence[int], params: SamplingParams,
+            commit: CommitFn, retry_max_tokens: int | None = None) -> dict[str, int]:
+        """Sample chunks ``todo`` (indices into ``chunks``); ``commit`` is called on the driver, once per chunk."""
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        pending = deque(todo)
+        attempts: dict[int, int] = {}
+        idle = deque(self.actors)
+        in_flight: dict[Any, tuple[int, Any]] = {}
+        committed = 0
+        param_dict = asdict(params)
+        while pending or in_flight:
+            while pending and idle:
+                actor, index = idle.popleft(), pending.popleft()
+                payload = [asdict(p) for p in chunks[index]]
+                in_flight[actor.sample.remote(index, payload, param_dict, retry_max_tokens)] = (index, actor)
+            [ready], _ = ray.wait(list(in_flight), num_returns=1)
+            index, actor = in_flight.pop(ready)
+            try:
+                rows = ray.get(ready)
+            except (RayActorError, RayTaskError) as exc:
+                attempts[index] = attempts.get(index, 0) + 1
+                reason = _short(exc)
+                if attempts[index] >= self.max_chunk_attempts:
+                    raise RuntimeError(f"chunk {index} failed {attempts[index]} times on Ray workers; last: {reason}")
+                log.warning("chunk %d lost (%s); re-queued, attempt %d of %d", index, reason, attempts[index] + 1,
+                            self.max_chunk_attempts)
+                pending.appendleft(index)
+                if isinstance(exc, RayActorError):  # the worker is gone: start a replacement
+                    actor = self._replace(actor)
+                idle.append(actor)
+                continue
+            commit(index, [Trace.from_dict(r) for r in rows])
+            committed += 1
+            idle.append(actor)
+        return {"sampled_shards": committed, "requeued_chunks": sum(attempts.values()),
+                "replaced_workers": self.replaced}
+
+    def _replace(self, dead: Any) -> Any:
+        import ray
+
+        try:
+            ray.kill(dead, no_restart=True)
+        except Exception:  # already gone
+            pass
+        fresh = self._new_actor()
+        self.actors = [fresh if a is dead else a for a in self.actors]
+        self.replaced += 1
+        return fresh
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:
+                pass
+        self.actors = []
+        if self._started_ray:
+            ray.shutdown()
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
