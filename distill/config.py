@@ -194,6 +194,38 @@ class TeacherConfig(Strict):
         return self
 
 
+class SandboxConfig(Strict):
+    """Limits of the bubblewrap sandbox that runs code answers against their tests (distill/sandbox.py)."""
+
+    bwrap: str = Field("bwrap", description="the bubblewrap executable (Debian package 'bubblewrap')")
+    python: Optional[str] = Field(None, description="interpreter inside the sandbox; default /usr/bin/python3")
+    time_limit_s: float = Field(2.0, gt=0, description="wall clock per test case (CPU limit: its ceiling)")
+    memory_mb: int = Field(512, ge=64, description="address-space limit; over it is MLE")
+    max_output_bytes: int = Field(1_000_000, ge=1024, description="stdout read before the program is killed (OLE)")
+    nproc: int = Field(16, ge=2, description="processes the program may have at once")
+    max_file_mb: int = Field(16, ge=1, description="largest file it may write")
+    nofile: int = Field(64, ge=16, description="open files")
+    tmpfs_mb: int = Field(64, ge=1, description="size of its private /tmp")
+    max_tests: Optional[int] = Field(None, ge=1, description="run at most this many test cases per problem")
+    workers: Optional[int] = Field(None, ge=1, description="sandboxes run at once (default: CPUs, at most 8)")
+
+
+class JudgeConfig(Strict):
+    """An LLM judge for answers the rule-based verifier cannot decide (no readable answer, verifier timeout)."""
+
+    enabled: bool = False
+    model: str = Field("teacher", min_length=1, description="'teacher' (the run's teacher), a folder or a model id")
+    backend: Literal["transformers", "vllm", "openai"] = "openai"
+    openai: OpenAIOptions = OpenAIOptions()
+    on: list[Literal["no_answer", "error_infra"]] = Field(
+        ["no_answer", "error_infra"], description="verifier statuses handed to the judge (math and multiple choice)")
+    audit_fraction: float = Field(0.0, ge=0, le=1, description="also judge this share of rule-decided traces, "
+                                                               "for the disagreement audit only")
+    max_tokens: int = Field(1024, ge=1)
+    batch_size: int = Field(16, ge=1)
+    seed: int = 0
+
+
 class FilterConfig(Strict):
     reject_truncated: bool = True
     require_closed_think: bool = True
@@ -223,6 +255,18 @@ class FilterConfig(Strict):
     decontam_min_overlap: float = Field(
         0.5, gt=0, le=1, description="share of the shorter problem's n-grams shared to count as contaminated")
     decontam_fuzzy_threshold: Optional[float] = Field(0.7, gt=0, le=1, description="word 3-gram Jaccard")
+    # selection by difficulty: drop problems the teacher always or never solves
+    pass_rate_band: Optional[tuple[float, float]] = Field(
+        None, description="[low, high]: keep problems whose share of correct traces lies in it, e.g. [0.1, 0.9]")
+    sandbox: SandboxConfig = SandboxConfig()
+    judge: JudgeConfig = JudgeConfig()
+
+    @model_validator(mode="after")
+    def _check_band(self) -> "FilterConfig":
+        band = self.pass_rate_band
+        if band is not None and not 0 <= band[0] <= band[1] <= 1:
+            raise ValueError("pass_rate_band must be [low, high] with 0 <= low <= high <= 1")
+        return self
 
 
 class StudentConfig(Strict):

@@ -5,6 +5,12 @@ the order below, so the funnel adds up to the number of traces.  The order puts
 problem-level reasons first (a contaminated problem's traces are out whatever
 they say), then the cheap structural and quality checks, and the verifier last,
 so math-verify only sees traces that could still be kept.
+
+Code traces run against their tests in the bubblewrap sandbox (distill.sandbox);
+the sandbox's outcome (TLE, wrong_answer, ...) is kept per trace in
+``FilterResult.details``.  Two optional steps follow the verifier: an LLM judge
+(distill.judge) for the traces the rules could not decide, and the pass-rate band,
+which drops problems the teacher always or never solves (they teach little).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from distill.config import FilterConfig
 from distill.quality import (conflicting_boxes, foreign_script_fraction, has_final_answer, is_looping, prompt_text,
@@ -35,6 +41,7 @@ REASONS = (
     "repetition",
     "error_infra",
     "wrong",
+    "outside_pass_rate_band",
     "over_quota",
     "kept",
 )
@@ -47,6 +54,10 @@ class FilterResult:
     funnel: dict[str, int] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)
     traces: list[Trace] = field(default_factory=list)  # sorted like ``verdicts``
+    details: dict[tuple[str, int], str] = field(default_factory=dict)  # code: the sandbox's outcome and test
+    pass_rates: dict[str, float] = field(default_factory=dict)  # problem id -> share of its traces correct
+    audit: list[dict[str, Any]] = field(default_factory=list)  # rule-versus-judge disagreements
+    judge_stats: dict[str, int] = field(default_factory=dict)
 
     def rejected(self) -> list[tuple[Trace, Verdict]]:
         """(trace, verdict) for every trace not kept, in trace order."""
@@ -102,28 +113,42 @@ def judge(trace: Trace, cfg: FilterConfig, problem_reason: str | None = None) ->
     reason = precheck(trace, cfg, problem_reason)
     if reason is not None:
         return Verdict(trace.problem_id, trace.sample_index, False, reason)
-    check = verify_answer(trace.kind, trace.answer_text, trace.reference, cfg.verify_timeout_s)
+    check = verify_answer(trace.kind, trace.answer_text, trace.reference, cfg.verify_timeout_s,
+                          sandbox=cfg.sandbox)
     return verdict_from_check(trace, check)
 
 
 def filter_traces(traces: Iterable[Trace], cfg: FilterConfig,
-                  problem_reasons: Mapping[str, str] | None = None) -> FilterResult:
+                  problem_reasons: Mapping[str, str] | None = None, llm_judge: Any = None) -> FilterResult:
     """Judge every trace, verifying the survivors of the cheap checks in one batch across worker processes.
 
     ``problem_reasons`` maps problem ids to a problem-level rejection (``contaminated``,
-    ``duplicate_problem``) from :func:`distill.dedup.screen_problems`.
+    ``duplicate_problem``) from :func:`distill.dedup.screen_problems`.  ``llm_judge`` (a
+    :class:`distill.judge.LLMJudge`, built by the pipeline when ``filter.judge.enabled``)
+    decides the traces whose status is in ``filter.judge.on``.
     """
     traces = sorted(traces, key=lambda t: t.key)
     problem_reasons = problem_reasons or {}
     reasons = [precheck(t, cfg, problem_reasons.get(t.problem_id)) for t in traces]
     todo = [i for i, r in enumerate(reasons) if r is None]
     checks = verify_batch([(traces[i].kind, traces[i].answer_text, traces[i].reference) for i in todo],
-                          cfg.verify_timeout_s)
+                          cfg.verify_timeout_s, sandbox=cfg.sandbox)
     verdicts = [Verdict(t.problem_id, t.sample_index, False, r) if r is not None else None
                 for t, r in zip(traces, reasons)]
+    details: dict[tuple[str, int], str] = {}
     for i, check in zip(todo, checks):
         verdicts[i] = verdict_from_check(traces[i], check)
+        if traces[i].kind == "code" and check.extracted:
+            details[traces[i].key] = f"{check.extracted}: {check.detail}" if check.detail else check.extracted
     final: list[Verdict] = verdicts  # type: ignore[assignment]  # every slot is filled by now
+    audit: list[dict[str, Any]] = []
+    judge_stats: dict[str, int] = {}
+    if llm_judge is not None:
+        from distill.judge import apply_judge
+
+        audit, judge_stats = apply_judge(llm_judge, traces, final, set(todo), cfg.judge)
+    pass_rates = problem_pass_rates(traces, final)
+    _apply_pass_rate_band(final, pass_rates, cfg.pass_rate_band)
     _select_per_problem(traces, final, cfg)
     funnel = Counter(v.reason for v in final)
     tokens: Counter[str] = Counter()
@@ -131,7 +156,41 @@ def filter_traces(traces: Iterable[Trace], cfg: FilterConfig,
         tokens[v.reason] += t.completion_tokens
     kept = [t for t, v in zip(traces, final) if v.ok]
     ordered = {r: funnel.get(r, 0) for r in REASONS if funnel.get(r, 0)}
-    return FilterResult(final, kept, {"total": len(traces), **ordered}, dict(tokens), traces)
+    return FilterResult(final, kept, {"total": len(traces), **ordered}, dict(tokens), traces, details, pass_rates,
+                        audit, judge_stats)
+
+
+# Verdicts that say nothing about how hard a problem is: the traces never got a fair hearing.
+_NO_SIGNAL = {"contaminated", "duplicate_problem", "sampling_error", "error_infra"}
+
+
+def problem_pass_rates(traces: list[Trace], verdicts: list[Verdict]) -> dict[str, float]:
+    """Per problem, the share of its traces found correct (before quotas), ignoring infrastructure failures.
+
+    A truncated or looping trace counts as unsolved: within the sampling budget the
+    teacher did not produce a usable solution.
+    """
+    solved: Counter[str] = Counter()
+    tried: Counter[str] = Counter()
+    for t, v in zip(traces, verdicts):
+        if v.reason in _NO_SIGNAL:
+            continue
+        tried[t.problem_id] += 1
+        solved[t.problem_id] += v.ok
+    return {pid: solved[pid] / n for pid, n in tried.items()}
+
+
+def _apply_pass_rate_band(verdicts: list[Verdict], pass_rates: Mapping[str, float],
+                          band: tuple[float, float] | None) -> None:
+    """Reject the kept traces of problems solved too often or too rarely (``[low, high]``, inclusive)."""
+    if band is None:
+        return
+    low, high = band
+    for v in verdicts:
+        rate = pass_rates.get(v.problem_id)
+        if v.ok and rate is not None and not low <= rate <= high:
+            v.ok = False
+            v.reason = "outside_pass_rate_band"
 
 
 def _select_per_problem(traces: list[Trace], verdicts: list[Verdict], cfg: FilterConfig) -> None:

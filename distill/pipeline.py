@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from distill.config import STAGES, RunConfig, dump_config
+from distill.config import STAGES, FilterConfig, RunConfig, dump_config
 from distill.errors import StageError, UserError
 from distill.problems import generate_arithmetic, load_jsonl_problems
 from distill.progress import NullReporter, Reporter
@@ -79,13 +79,29 @@ def stage_config(config: RunConfig, stage: str) -> dict[str, Any]:
         teacher["openai"] = {k: teacher["openai"][k] for k in OPENAI_OUTPUT_KEYS if k in teacher["openai"]}
     sections: dict[str, dict[str, Any]] = {
         "sample": {"problems": config.section("problems"), "teacher": teacher},
-        "filter": {"filter": config.section("filter")},
+        "filter": {"filter": _filter_fingerprint_section(config)},
         "train": {"student": config.section("student")},
         "export": {"export": config.section("export")},
         "eval": {"eval": config.section("eval")},
         "push": {"hub": config.section("hub")},
     }
     return sections[stage]
+
+
+def _filter_fingerprint_section(config: RunConfig) -> dict[str, Any]:
+    """The filter settings that change its output: not where bwrap lives or how many sandboxes run at once,
+    and the sandbox/judge/band sections only once set, so runs made before them keep their fingerprints."""
+    section = config.section("filter")
+    for key in ("bwrap", "workers"):
+        section["sandbox"].pop(key)
+    default_sandbox = FilterConfig().model_dump(mode="json")["sandbox"]
+    if section["sandbox"] == {k: v for k, v in default_sandbox.items() if k in section["sandbox"]}:
+        section.pop("sandbox")
+    if section["pass_rate_band"] is None:
+        section.pop("pass_rate_band")
+    if not section["judge"]["enabled"]:
+        section.pop("judge")
+    return section
 
 
 def fingerprints(config: RunConfig) -> dict[str, str]:
@@ -390,6 +406,7 @@ def sampling_totals(rows: list[dict[str, Any]], price: Any = None) -> dict[str, 
 def stage_filter(ctx: Context) -> StageOutcome:
     from distill.dedup import screen_run
     from distill.filter import filter_traces
+    from distill.filter_report import funnel_summary, write_filter_plots
     from distill.records import to_dict
 
     cfg = ctx.config
@@ -397,21 +414,47 @@ def stage_filter(ctx: Context) -> StageOutcome:
     train, heldout = run_problems(ctx)
     held_name = "heldout" if cfg.problems.source == "arithmetic" else cfg.problems.heldout_path.stem
     screening = screen_run(train, {held_name: heldout}, cfg.filter)  # contaminated / duplicate problems
-    result = filter_traces(traces, cfg.filter, screening.reasons)
+    llm_judge = _llm_judge(ctx) if cfg.filter.judge.enabled else None
+    try:
+        result = filter_traces(traces, cfg.filter, screening.reasons, llm_judge=llm_judge)
+    finally:
+        if llm_judge is not None:
+            llm_judge.sampler.close()
     out = ctx.out("filter")
     write_jsonl_atomic(out / "kept.jsonl", result.kept)
     write_jsonl_atomic(out / "verdicts.jsonl", result.verdicts)
-    write_jsonl_atomic(out / "rejected.jsonl", ({**to_dict(t), "reason": v.reason, "extracted": v.extracted}
+    write_jsonl_atomic(out / "rejected.jsonl", ({**to_dict(t), "reason": v.reason, "extracted": v.extracted,
+                                                 **({"detail": result.details[t.key]} if t.key in result.details
+                                                    else {})}
                                                 for t, v in result.rejected()))
     write_jsonl_atomic(out / "contamination.jsonl", (m.as_dict() for m in screening.contamination))
     write_jsonl_atomic(out / "duplicates.jsonl", (d.as_dict() for d in screening.duplicates))
-    write_json_atomic(out / "funnel.json", {"funnel": result.funnel, "completion_tokens": result.tokens})
+    if cfg.filter.judge.enabled:
+        write_jsonl_atomic(out / "judge_audit.jsonl", result.audit)
+    sources = {p.id: p.source for p in train}
+    write_json_atomic(out / "funnel.json", funnel_summary(result, sources))
+    write_filter_plots(result, out, cfg.teacher.max_tokens)
     kept = result.funnel.get("kept", 0)
     rejected = ", ".join(f"{k} {v}" for k, v in result.funnel.items() if k not in ("total", "kept"))
     counts = {"funnel": result.funnel, "contaminated_problems": len({m.train_id for m in screening.contamination}),
               "duplicate_problems": len(screening.duplicates)}
     return StageOutcome(counts,
                         f"kept {kept} of {result.funnel['total']} traces" + (f" (rejected: {rejected})" if rejected else ""))
+
+
+def _llm_judge(ctx: Context):
+    """The filter's LLM judge: a Sampler for filter.judge.model ('teacher': the run's teacher, same backend)."""
+    from distill.judge import LLMJudge
+    from teachers.sampler import SamplingParams
+
+    cfg, j = ctx.config, ctx.config.filter.judge
+    if j.model == "teacher":
+        t = cfg.teacher
+        sampler = _sampler(t.backend, teacher_path(ctx), j.batch_size, t.dtype, t.vllm.model_dump(),
+                           t.openai.model_dump())
+    else:
+        sampler = _sampler(j.backend, j.model, j.batch_size, cfg.teacher.dtype, None, j.openai.model_dump())
+    return LLMJudge(sampler, SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=j.max_tokens, seed=j.seed))
 
 
 def student_base(ctx: Context) -> str:

@@ -27,6 +27,14 @@ class Problem:
     kind: str = "math"  # math | multiple_choice | code
     source: str = ""
     solution: str = ""  # a reference worked solution, when one exists
+    # Code problems: the tests (APPS/TACO ``{inputs, outputs, fn_name?}``, LiveCodeBench cases, or
+    # ``{style, fn_name, cases}``; see distill.sandbox.parse_tests).  They also become ``answer`` as JSON,
+    # because the reference travels as ``answer`` to traces and to the verifier.
+    tests: Any = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "code" and self.tests is not None and not self.answer:
+            self.answer = json.dumps(self.tests, ensure_ascii=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Problem":

@@ -1,7 +1,21 @@
 """The one verifier that decides "correct", for the filter and for evaluation alike.
 
 Math answers are the last ``\\boxed{}`` of the text after ``</think>``, compared to
-the reference with math-verify.  Multiple choice compares the chosen letter.
+the reference with math-verify.  Multiple choice compares the chosen letter (the
+last boxed letter, else "answer: B", else the last standalone capital A-J).
+
+Code answers (``kind="code"``) are the last fenced ```python block, run against the
+problem's tests in a bubblewrap sandbox (:mod:`distill.sandbox`).  For code the
+``reference`` is the tests spec -- a JSON string (what ``Problem.answer`` holds for a
+code problem) or the dict/list itself -- in stdin/stdout or function-call style::
+
+    verify_answer("code", answer_text, '{"inputs": ["1 2\\n"], "outputs": ["3\\n"]}')
+    verify_answer("code", answer_text, {"fn_name": "add", "inputs": [[1, 2]], "outputs": [3]})
+
+The Check's ``extracted`` is then the sandbox outcome (pass, wrong_answer, TLE, MLE,
+OLE, runtime_error, blocked, error_infra) and ``detail`` says which test failed and
+how.  A sandbox that cannot start is ``error_infra``, never correct or wrong.  Pass
+``sandbox=SandboxConfig(...)`` (distill.config) to change its limits.
 
 Why worker processes: math-verify hands answers to sympy, and a model can box
 anything -- ``9^{9^{9^{9}}}`` sends sympy after a power that never finishes,
@@ -33,7 +47,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +64,9 @@ STATUSES = ("correct", "wrong", "no_answer", "error_infra")
 @dataclass(frozen=True)
 class Check:
     correct: bool
-    extracted: str  # the final answer we read, "" if none
+    extracted: str  # the final answer we read, "" if none; for code, the sandbox outcome
     status: str  # correct | wrong | no_answer | error_infra
+    detail: str = ""  # code: which test failed and how
 
 
 # --------------------------------------------------------------------------- extraction
@@ -665,8 +680,10 @@ def verify_choice(answer_text: str, reference: str) -> Check:
     return Check(ok, choice, "correct" if ok else "wrong")
 
 
-def _precheck(kind: str, answer_text: str, reference: str) -> Check | tuple[str, str]:
-    """A final Check when one is possible in-process, else the (extracted, reference) job for math-verify."""
+def _precheck(kind: str, answer_text: str, reference: str) -> Check | tuple[str, str] | None:
+    """A final Check when one is possible in-process, None for code (the sandbox's), else the math-verify job."""
+    if kind == "code":
+        return None
     if kind == "multiple_choice":
         return verify_choice(answer_text, reference)
     if kind != "math":
@@ -682,30 +699,63 @@ def _precheck(kind: str, answer_text: str, reference: str) -> Check | tuple[str,
     return extracted, reference
 
 
-def verify_batch(items: Iterable[tuple[str, str, str]], timeout_s: float = DEFAULT_TIMEOUT_S,
-                 workers: int | None = None, pool: VerifierPool | None = None) -> list[Check]:
+def verify_batch(items: Iterable[tuple[str, str, Any]], timeout_s: float = DEFAULT_TIMEOUT_S,
+                 workers: int | None = None, pool: VerifierPool | None = None, sandbox: Any = None) -> list[Check]:
     """Checks for many (kind, answer_text, reference) items; each math-verify call is cut off at ``timeout_s``.
 
     Fast-path answers never leave this process; the rest go to ``pool`` or else the
     process-wide pool of ``workers`` processes (default: :func:`default_workers`).
-    Never hangs: a job past its deadline is ``error_infra``.
+    Code items run in sandboxes (``sandbox``: a :class:`distill.config.SandboxConfig`),
+    several at once.  Never hangs: a job past its deadline is ``error_infra``.
     """
     checks: list[Check | None] = []
     jobs: list[tuple[str, str]] = []
     slots: list[int] = []
+    code: list[tuple[int, str, Any]] = []
     for kind, answer_text, reference in items:
         pre = _precheck(kind, answer_text, reference)
         if isinstance(pre, Check):
             checks.append(pre)
+            continue
+        if pre is None:
+            code.append((len(checks), answer_text, reference))
         else:
             slots.append(len(checks))
-            checks.append(None)
             jobs.append(pre)
+        checks.append(None)
     if jobs:
         statuses = _run_jobs(jobs, timeout_s, workers, pool)
         for slot, (extracted, _), status in zip(slots, jobs, statuses):
             checks[slot] = Check(status == "correct", extracted, status)
-    return [c for c in checks if c is not None]
+    for slot, check in zip((c[0] for c in code), verify_code_batch([(a, r) for _, a, r in code], sandbox)):
+        checks[slot] = check
+    return checks  # type: ignore[return-value]  # every slot is filled
+
+
+def verify_code(answer_text: str, tests: Any, sandbox: Any = None) -> Check:
+    """Run the answer's last python block against ``tests`` in the sandbox (see the module docstring)."""
+    from distill.sandbox import check_code
+
+    status, result = check_code(answer_text, tests, sandbox)
+    if result is None:
+        return Check(False, "", status)
+    return Check(status == "correct", result.outcome, status, result.detail)
+
+
+def verify_code_batch(items: Sequence[tuple[str, Any]], sandbox: Any = None) -> list[Check]:
+    """:func:`verify_code` for many (answer_text, tests) pairs, ``sandbox.workers`` (default: CPUs) at a time.
+
+    Threads suffice: each one only waits on its sandbox process.
+    """
+    if not items:
+        return []
+    from concurrent.futures import ThreadPoolExecutor
+
+    width = min(len(items), getattr(sandbox, "workers", None) or default_workers())
+    if width == 1:
+        return [verify_code(a, t, sandbox) for a, t in items]
+    with ThreadPoolExecutor(width, thread_name_prefix="distill-sandbox") as ex:
+        return list(ex.map(lambda item: verify_code(item[0], item[1], sandbox), items))
 
 
 def _run_jobs(jobs: list[tuple[str, str]], timeout_s: float, workers: int | None,
@@ -720,6 +770,7 @@ def verify_math(answer_text: str, reference: str, timeout_s: float = DEFAULT_TIM
     return verify_batch([("math", answer_text, reference)], timeout_s)[0]
 
 
-def verify_answer(kind: str, answer_text: str, reference: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Check:
-    """Dispatch by problem kind; the single entry point for filter and eval."""
-    return verify_batch([(kind, answer_text, reference)], timeout_s)[0]
+def verify_answer(kind: str, answer_text: str, reference: Any, timeout_s: float = DEFAULT_TIMEOUT_S,
+                  sandbox: Any = None) -> Check:
+    """Dispatch by problem kind (math | multiple_choice | code); the single entry point for filter and eval."""
+    return verify_batch([(kind, answer_text, reference)], timeout_s, sandbox=sandbox)[0]

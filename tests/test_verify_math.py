@@ -140,7 +140,8 @@ def test_normal_forms_and_numeric_values():
 def test_no_answer_and_unknown_kind():
     assert verify_math("I think it is 3", "3").status == "no_answer"
     assert verify_math("\\boxed{ }", "3").status == "no_answer"
-    assert verify_answer("code", "print(1)", "1").status == "error_infra"
+    assert verify_answer("essay", "print(1)", "1").status == "error_infra"  # a kind no rule can check
+    assert verify_answer("code", "print(1)", "1").status == "no_answer"  # code needs a fenced block
 
 
 # --------------------------------------------------------------------------- timeouts

@@ -1,0 +1,109 @@
+"""An optional LLM judge for the answers the rule-based verifier cannot decide.
+
+Why only there: rules are exact, cheap and reproducible, a judge is none of these,
+so it never overrides a rule that reached a verdict.  It sees the traces whose
+verifier status is listed in ``filter.judge.on`` -- ``no_answer`` (the answer states
+a result in prose, no ``\\boxed{}``), ``error_infra`` (math-verify timed out) -- for
+math and multiple choice; code is the sandbox's alone.  Optionally it also judges a
+share of rule-decided traces (``audit_fraction``) so the two can be compared; there
+the rule's verdict stands.  Every disagreement between rule and judge is returned
+for ``judge_audit.jsonl``.
+
+The judge talks to a model through the project's one Sampler interface
+(teachers/sampler.py: ``generate(prompts, params)``); this core module never imports
+``teachers``: the pipeline builds the sampler and its SamplingParams and passes them in.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from distill.quality import prompt_text
+from distill.records import Trace, Verdict
+
+JUDGE_KINDS = ("math", "multiple_choice")
+PROMPT = """You are grading the final answer of a solution against the reference answer.
+
+Problem:
+{problem}
+
+Reference answer: {reference}
+
+Solution's final answer:
+{answer}
+
+Is the solution's final answer equivalent to the reference answer? Think briefly, then end with one word \
+on its own line: CORRECT or INCORRECT."""
+_WORD_RE = re.compile(r"\b(INCORRECT|CORRECT)\b")
+MAX_ANSWER_CHARS = 4000
+
+
+@dataclass
+class LLMJudge:
+    """A Sampler plus the sampling parameters to call it with (greedy, short)."""
+
+    sampler: Any  # teachers.sampler.Sampler
+    params: Any  # teachers.sampler.SamplingParams with n=1
+
+    def decide(self, items: Sequence[tuple[str, str, str]]) -> list[tuple[bool | None, str]]:
+        """(verdict, reply) per (problem, reference, answer): True correct, False incorrect, None unreadable."""
+        if not items:
+            return []
+        prompts = [[{"role": "user", "content": PROMPT.format(problem=p, reference=r, answer=a[-MAX_ANSWER_CHARS:])}]
+                   for p, r, a in items]
+        outputs = self.sampler.generate(prompts, self.params)
+        return [_read_reply(completions[0].text if completions else "") for completions in outputs]
+
+
+def _read_reply(text: str) -> tuple[bool | None, str]:
+    """The last CORRECT/INCORRECT after any reasoning block; None when the reply has neither."""
+    tail = text.rsplit("</think>", 1)[-1]
+    words = _WORD_RE.findall(tail.upper())
+    if not words:
+        return None, text[-500:]
+    return words[-1] == "CORRECT", text[-500:]
+
+
+def apply_judge(judge: LLMJudge, traces: list[Trace], verdicts: list[Verdict], verified: set[int],
+                cfg: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Let the judge decide the undecided traces (in place) and audit a sample of the decided ones.
+
+    ``verified`` holds the indices that reached the verifier: an undecided trace is one
+    there with a status in ``cfg.on`` (an ``error_infra`` from a problem-level reason or
+    a failed sampling call is not the verifier's, so it is never judged), or a
+    ``no_answer`` from the format check.  Returns (disagreements, counts).
+    """
+    undecided = [i for i, v in enumerate(verdicts) if traces[i].kind in JUDGE_KINDS and v.reason in cfg.on
+                 and (i in verified or v.reason == "no_answer")]
+    rng = random.Random(cfg.seed)
+    decided = [i for i in sorted(verified) if traces[i].kind in JUDGE_KINDS and verdicts[i].reason in ("kept", "wrong")]
+    audited = [i for i in decided if rng.random() < cfg.audit_fraction]
+    chosen = undecided + audited
+    replies = judge.decide([(prompt_text(traces[i].prompt), traces[i].reference, traces[i].answer_text)
+                            for i in chosen])
+    audit: list[dict[str, Any]] = []
+    stats: Counter[str] = Counter(judged=len(chosen), audited=len(audited))
+    for n, (i, (says, reply)) in enumerate(zip(chosen, replies)):
+        v, t = verdicts[i], traces[i]
+        rule_reason = v.reason
+        used = n < len(undecided)
+        if says is None:
+            stats["unreadable"] += 1
+            continue
+        if used:
+            stats["judge_correct" if says else "judge_incorrect"] += 1
+            if says:
+                v.ok, v.reason = True, "kept"
+            elif rule_reason == "error_infra":
+                v.reason = "wrong"
+        if says != (rule_reason == "kept"):
+            stats["disagreements"] += 1
+            audit.append({"problem_id": t.problem_id, "sample_index": t.sample_index, "kind": t.kind,
+                          "rule": rule_reason, "judge": "correct" if says else "incorrect", "used": used,
+                          "final": v.reason, "reference": t.reference, "answer": t.answer_text[-1000:],
+                          "judge_reply": reply})
+    return audit, dict(stats)

@@ -1,0 +1,323 @@
+"""The code sandbox (distill/sandbox.py): attacks are contained and classified, and the host is unchanged.
+
+Every attack runs as a real program in a real bubblewrap sandbox.  Tests that need
+bwrap skip with the reason when it is missing or cannot create namespaces here; the
+error_infra tests (no sandbox can start) run everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from distill.config import FilterConfig, SandboxConfig
+from distill.sandbox import (Sandbox, TestCase, TestSuite, check_code, extract_code, parse_tests, same_stdout,
+                             same_value)
+from distill.verify import verify_answer, verify_batch, verify_code_batch
+
+REPO = Path(__file__).resolve().parent.parent
+FAST = SandboxConfig(time_limit_s=1.0, memory_mb=256, max_output_bytes=100_000, nproc=16)
+
+
+def _sandbox_problem() -> str | None:
+    """Why sandboxed tests cannot run here, or None when they can."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
+    probe = Sandbox(FAST).run("print('ok')")
+    if probe.outcome != "ok" or probe.stdout.strip() != "ok":
+        return f"bwrap cannot create a sandbox here: {probe.detail or probe.stderr.strip()[-200:]}"
+    return None
+
+
+SKIP = _sandbox_problem()
+needs_bwrap = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
+
+
+def fenced(code: str) -> str:
+    return f"Here is my solution.\n\n```python\n{code}\n```\n"
+
+
+def stdio(*pairs: tuple[str, str]) -> TestSuite:
+    return TestSuite("stdio", tuple(TestCase(i, o) for i, o in pairs))
+
+
+def sandbox_processes() -> list[str]:
+    """Host processes that belong to a sandbox run (bwrap or the program in /box), after a moment to die."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"/box/main.py" in cmd or b"31337.5" in cmd:
+                found.append(f"{pid}: {cmd.replace(bytes(1), b' ')[:120]!r}")
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def host_unchanged():
+    """Asserts after the test that no sandbox process is left and this process is unharmed."""
+    before = sandbox_processes()
+    yield
+    assert sandbox_processes() == before == []
+    os.kill(os.getpid(), 0)  # still here
+
+
+# --------------------------------------------------------------------------- attacks
+
+
+@needs_bwrap
+@pytest.mark.parametrize("program, expected", [
+    ("import os\nwhile True:\n    os.fork()", {"blocked", "TLE"}),
+    # a bomb that swallows the process-limit error and leaves sleepers: only the clock can end it
+    ("import os\nwhile True:\n    try:\n        if os.fork() == 0:\n            os.execv('/bin/sleep', ['sleep', '31337.5'])\n"
+     "    except OSError:\n        pass", {"TLE"}),
+])
+def test_fork_bomb_is_contained(program, expected, host_unchanged):
+    started = time.monotonic()
+    run = Sandbox(FAST).run(program)
+    assert run.outcome in expected, run
+    assert time.monotonic() - started < FAST.time_limit_s + 2.0
+
+
+@needs_bwrap
+@pytest.mark.parametrize("program", ["x = []\nwhile True:\n    x.append(bytearray(10**7))", "s = ' ' * 10**11"])
+def test_memory_bomb_is_mle(program, host_unchanged):
+    run = Sandbox(FAST).run(program)
+    assert run.outcome == "MLE", run
+
+
+@needs_bwrap
+@pytest.mark.parametrize("program", ["while True:\n    pass", "import time\ntime.sleep(60)",
+                                     "import sys\nsys.stdin.read()\nwhile True: pass"])
+def test_infinite_loop_is_tle_within_the_limit(program, host_unchanged):
+    started = time.monotonic()
+    run = Sandbox(FAST).run(program, stdin="1\n")
+    assert run.outcome == "TLE", run
+    assert time.monotonic() - started < FAST.time_limit_s + 1.5
+
+
+@needs_bwrap
+def test_writing_outside_its_temp_dir_leaves_the_host_unchanged(host_unchanged):
+    marker = f"distill-sandbox-marker-{uuid.uuid4().hex}"
+    host_tmp, repo_file = Path("/tmp") / marker, REPO / marker
+    # /tmp inside is its private tmpfs: the write succeeds there and never reaches the host's /tmp
+    run = Sandbox(FAST).run(f"open('/tmp/{marker}', 'w').write('x')\nprint('written')")
+    assert run.outcome == "ok" and run.stdout.strip() == "written"
+    assert not host_tmp.exists()
+    # the repository is not mounted at all; /usr and the program's own folder are read-only
+    assert Sandbox(FAST).run(f"open({str(repo_file)!r}, 'w').write('x')").outcome == "runtime_error"
+    for target in (f"/usr/{marker}", f"/box/{marker}", f"/{marker}"):
+        run = Sandbox(FAST).run(f"open({target!r}, 'w').write('x')")
+        assert run.outcome in ("blocked", "runtime_error"), run
+        assert "Read-only" in run.detail or "Permission" in run.detail or "No such file" in run.detail
+    assert not repo_file.exists() and not host_tmp.exists() and not Path(f"/usr/{marker}").exists()
+    # a file over the size limit is stopped
+    big = Sandbox(SandboxConfig(time_limit_s=1.0, max_file_mb=1)).run("open('/tmp/big', 'wb').write(b'x' * 3_000_000)")
+    assert big.outcome in ("OLE", "runtime_error"), big
+
+
+@needs_bwrap
+def test_secrets_in_the_environment_and_token_files_are_unreachable(tmp_path, monkeypatch, host_unchanged):
+    secret = f"hf_secret_{uuid.uuid4().hex}"
+    home = tmp_path / "home"
+    (home / ".cache" / "huggingface").mkdir(parents=True)
+    (home / ".cache" / "huggingface" / "token").write_text(secret)
+    monkeypatch.setenv("HF_TOKEN", secret)
+    monkeypatch.setenv("HOME", str(home))
+    env = Sandbox(FAST).run("import os\nprint(os.environ.get('HF_TOKEN'))\nprint(sorted(os.environ))")
+    assert env.outcome == "ok" and secret not in env.stdout and "HF_TOKEN" not in env.stdout
+    for path in (home / ".cache" / "huggingface" / "token", Path("/root/.cache/huggingface/token")):
+        run = Sandbox(FAST).run(f"print(open({str(path)!r}).read())")
+        assert run.outcome in ("runtime_error", "blocked"), run
+        assert secret not in run.stdout + run.stderr
+    # graded against the token itself, a program that prints what it can find never passes
+    steal = ("import glob, os\nprint(os.environ.get('HF_TOKEN', ''))\n"
+             f"for p in glob.glob('/proc/*/environ') + glob.glob({str(home)!r} + '/.cache/*/token'):\n"
+             "    print(open(p).read())")
+    result = Sandbox(FAST).run_tests(steal, stdio(("", secret)))
+    assert result.outcome == "wrong_answer", result
+
+
+@needs_bwrap
+def test_network_is_blocked_and_a_loopback_listener_gets_nothing(host_unchanged):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(0.5)
+        port = listener.getsockname()[1]
+        run = Sandbox(FAST).run(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1).send(b'hi')")
+        assert run.outcome == "blocked", run
+        with pytest.raises(socket.timeout):
+            listener.accept()
+    dns = Sandbox(FAST).run("import socket\nsocket.create_connection(('example.com', 80), timeout=1)")
+    assert dns.outcome == "blocked", dns
+
+
+@needs_bwrap
+@pytest.mark.parametrize("program", [
+    "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.write(chunk)",  # a gigabyte
+    "import sys\nwhile True:\n    print('y' * 1000, file=sys.stderr)",
+])
+def test_printing_a_gigabyte_is_ole(program, host_unchanged):
+    started = time.monotonic()
+    run = Sandbox(FAST).run(program)
+    assert run.outcome == "OLE", run
+    assert len(run.stdout) <= FAST.max_output_bytes + 1
+    assert time.monotonic() - started < 2.0
+
+
+@needs_bwrap
+@pytest.mark.parametrize("program", [
+    "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos.kill(-1, signal.SIGKILL)\nprint('x')",
+    "import os, signal\nfor pid in [p for p in os.listdir('/proc') if p.isdigit()]:\n"
+    "    try:\n        os.kill(int(pid), signal.SIGKILL)\n    except OSError:\n        pass\nprint('x')",
+    "import os, signal\nos.killpg(0, signal.SIGKILL)",
+])
+def test_killing_its_parent_only_hurts_itself(program, host_unchanged):
+    result = Sandbox(FAST).run_tests(program, stdio(("", "never")))
+    assert result.outcome in ("runtime_error", "blocked", "wrong_answer"), result
+    assert Sandbox(FAST).run("print(2)").stdout.strip() == "2"  # the sandbox still works afterwards
+
+
+@needs_bwrap
+def test_it_runs_unprivileged_with_nothing_but_usr(host_unchanged):
+    run = Sandbox(FAST).run("import os\nprint(os.getuid(), os.getgid(), sorted(os.listdir('/')), os.getcwd())")
+    uid, gid, *rest = run.stdout.split(" ", 2)
+    assert (uid, gid) == ("65534", "65534")
+    assert "work" not in rest[0] and "root" not in rest[0] and "home" not in rest[0]
+
+
+# --------------------------------------------------------------------------- judging solutions
+
+
+@needs_bwrap
+def test_correct_and_wrong_solutions_in_stdin_stdout_style(host_unchanged):
+    tests = {"inputs": ["1 2\n", "10 -3\n", "0 0\n"], "outputs": ["3\n", "7", "0\n"]}
+    good = fenced("a, b = map(int, input().split())\nprint(a + b)")
+    assert check_code(good, tests, FAST)[1].ok
+    status, result = check_code(fenced("a, b = map(int, input().split())\nprint(a * b)"), tests, FAST)
+    assert status == "wrong" and result.outcome == "wrong_answer" and result.passed == 0
+    assert result.detail.startswith("test 1 of 3: wrong_answer")
+    crash = check_code(fenced("raise ValueError('boom')"), tests, FAST)[1]
+    assert crash.outcome == "runtime_error" and "ValueError: boom" in crash.detail
+    assert check_code(fenced("print(("), tests, FAST)[1].outcome == "runtime_error"  # a syntax error
+    # LiveCodeBench's list of stdin cases
+    lcb = [{"input": "2 2\n", "output": "4\n", "testtype": "stdin"}]
+    assert check_code(good, lcb, FAST)[1].ok
+
+
+@needs_bwrap
+def test_correct_and_wrong_solutions_in_function_call_style(host_unchanged):
+    apps = {"fn_name": "pair", "inputs": [[1, 2], [3, 4]], "outputs": [[[1, 2]], [[3, 4]]]}  # APPS wraps results
+    assert check_code(fenced("def pair(a, b):\n    return (a, b)"), apps, FAST)[1].ok
+    leetcode = {"style": "call", "fn_name": "twoSum", "cases": [{"input": [[2, 7, 11, 15], 9], "output": [0, 1]},
+                                                               {"input": [[3, 3], 6], "output": [0, 1]}]}
+    solution = ("class Solution:\n    def twoSum(self, nums, target):\n        seen = {}\n"
+                "        for i, x in enumerate(nums):\n            if target - x in seen:\n"
+                "                return [seen[target - x], i]\n            seen[x] = i\n"
+                "if __name__ == '__main__':\n    input()  # never run: the solution is loaded as a module")
+    assert check_code(fenced(solution), leetcode, FAST)[1].ok
+    wrong = check_code(fenced("class Solution:\n    def twoSum(self, nums, target):\n        return [0, 0]"),
+                       leetcode, FAST)[1]
+    assert wrong.outcome == "wrong_answer" and wrong.passed == 0
+    missing = check_code(fenced("def other():\n    pass"), leetcode, FAST)[1]
+    assert missing.outcome == "runtime_error" and "no function" in missing.detail
+    lcb = {"fn_name": "add", "cases": [{"input": "1\n2", "output": "3", "testtype": "functional"}]}
+    assert check_code(fenced("def add(a, b):\n    return a + b"), lcb, FAST)[1].ok
+    # a program cannot pass by printing: only the returned value counts
+    assert not check_code(fenced("def add(a, b):\n    print(3)"), lcb, FAST)[1].ok
+
+
+@needs_bwrap
+def test_the_one_verifier_runs_code_in_the_sandbox(host_unchanged):
+    tests = '{"inputs": ["5\\n"], "outputs": ["25\\n"]}'  # what Problem.answer holds for a code problem
+    good, slow = fenced("n = int(input())\nprint(n * n)"), fenced("while True: pass")
+    check = verify_answer("code", good, tests, sandbox=FAST)
+    assert check.correct and check.status == "correct" and check.extracted == "pass"
+    checks = verify_batch([("code", good, tests), ("math", "\\boxed{4}", "4"), ("code", slow, tests),
+                           ("code", "no code here", tests)], sandbox=FAST)
+    assert [c.status for c in checks] == ["correct", "correct", "wrong", "no_answer"]
+    assert checks[2].extracted == "TLE" and checks[2].detail.startswith("test 1 of 1: TLE")
+    parallel = verify_code_batch([(good, tests)] * 4, SandboxConfig(time_limit_s=1.0, workers=2))
+    assert all(c.correct for c in parallel)
+
+
+@needs_bwrap
+def test_filter_verifies_code_traces_in_the_sandbox(host_unchanged):
+    from distill.filter import filter_traces
+    from distill.records import Problem
+    from tests.test_records_and_verify import make_trace
+
+    problem = Problem("c1", "Square n.", "", kind="code", tests={"inputs": ["3\n"], "outputs": ["9\n"]})
+    assert problem.answer == '{"inputs": ["3\\n"], "outputs": ["9\\n"]}'
+    answers = [fenced("print(int(input()) ** 2)"), fenced("print(int(input()) * 2)"), fenced("import os\nos.fork()\n"
+                                                                                            "while True: pass")]
+    traces = [make_trace(problem_id="c1", sample_index=i, kind="code", reference=problem.answer, answer_text=a)
+              for i, a in enumerate(answers)]
+    result = filter_traces(traces, FilterConfig(sandbox=FAST))
+    assert result.funnel == {"total": 3, "wrong": 2, "kept": 1}
+    assert result.details[("c1", 1)].startswith("wrong_answer") and result.details[("c1", 2)].startswith("TLE")
+
+
+# --------------------------------------------------------------------------- no sandbox: error_infra
+
+
+@pytest.mark.parametrize("bwrap", ["/nonexistent/bwrap", "/bin/false"])
+def test_a_sandbox_that_cannot_start_is_error_infra_never_pass_or_fail(bwrap):
+    cfg = SandboxConfig(bwrap=bwrap)
+    status, result = check_code(fenced("print(3)"), {"inputs": [""], "outputs": ["3"]}, cfg)
+    assert status == "error_infra" and result.outcome == "error_infra"
+    assert "sandbox" in result.detail
+    check = verify_answer("code", fenced("print(3)"), '{"inputs": [""], "outputs": ["3"]}', sandbox=cfg)
+    assert check.status == "error_infra" and not check.correct
+
+
+def test_error_infra_traces_are_counted_apart_in_the_filter():
+    from distill.filter import filter_traces
+    from tests.test_records_and_verify import make_trace
+
+    trace = make_trace(kind="code", reference='{"inputs": [""], "outputs": ["3"]}', answer_text=fenced("print(3)"))
+    result = filter_traces([trace], FilterConfig(sandbox=SandboxConfig(bwrap="/nonexistent/bwrap")))
+    assert result.funnel == {"total": 1, "error_infra": 1}
+
+
+# --------------------------------------------------------------------------- parsing (no sandbox)
+
+
+def test_extract_code_takes_the_last_python_block():
+    text = "```python\nprint(1)\n```\nthen\n```py\nprint(2)\n```\n```text\nnot code\n```"
+    assert extract_code(text) == "print(2)\n"
+    assert extract_code("```\nprint(3)\n```") == "print(3)\n"
+    assert extract_code("no code") is None and extract_code("```python\n\n```") is None
+
+
+def test_parse_tests_reads_apps_livecodebench_and_our_format():
+    assert parse_tests('{"inputs": ["1\\n"], "outputs": ["2\\n"]}') == stdio(("1\n", "2\n"))
+    call = parse_tests({"inputs": [[1, 2]], "outputs": [3], "fn_name": "f"})
+    assert call.style == "call" and call.fn_name == "f" and call.cases == (TestCase([1, 2], 3),)
+    lcb = parse_tests({"fn_name": "f", "cases": [{"input": "[1, 2]\n\"a\"", "output": "true", "testtype": "functional"}]})
+    assert lcb.cases == (TestCase([[1, 2], "a"], True),)
+    ours = parse_tests({"style": "stdio", "cases": [{"input": ["1", "2"], "output": "3"}]})
+    assert ours.cases == (TestCase("1\n2", "3"),)
+    for bad in ("not json", {"inputs": [1], "outputs": []}, {"style": "call", "cases": [{"input": 1, "output": 1}]},
+                {"cases": []}, 42):
+        with pytest.raises(ValueError):
+            parse_tests(bad)
+
+
+def test_output_comparison():
+    assert same_stdout("3 \n4\n", "3\n4") and same_stdout("0.3333333", "0.33333334")
+    assert not same_stdout("3", "4") and not same_stdout("3 4", "3")
+    assert same_value((1, 2), [1, 2]) and same_value(3, [3]) and same_value(0.1 + 0.2, 0.3)
+    assert not same_value(True, 1) and not same_value([1], [1, 2]) and not same_value("1", 1)
