@@ -481,7 +481,7 @@ def student_base(ctx: Context) -> str:
 def stage_train(ctx: Context) -> StageOutcome:
     from transformers import AutoTokenizer
 
-    from students.trainer import TrainSettings, to_training_example, train_sft
+    from students.trainer import to_training_example, train_sft
 
     cfg = ctx.config.student
     kept = read_records([ctx.store.stage_dir("filter") / "kept.jsonl"], Trace)
@@ -490,13 +490,7 @@ def stage_train(ctx: Context) -> StageOutcome:
     examples = [to_training_example(t.prompt, t.reasoning, t.answer_text) for t in kept]
     base = student_base(ctx)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    settings = TrainSettings(
-        method=cfg.method, epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
-        lr_scheduler=cfg.lr_scheduler, warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
-        batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, max_length=cfg.max_length, packing=cfg.packing,
-        gradient_checkpointing=cfg.gradient_checkpointing, save_steps=cfg.save_steps, seed=cfg.seed,
-        lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, chat_template=cfg.chat_template,
-    )
+    settings = train_settings(cfg)
     # The shortest trace: the check is about the template, not about traces longer than max_length.
     _preflight(ctx, tokenizer, min(examples, key=lambda e: len(e["completion"][-1]["content"])), settings)
     task = ctx.reporter.task("training student", None)
@@ -507,7 +501,10 @@ def stage_train(ctx: Context) -> StageOutcome:
         last[0] = step
 
     try:
-        result = train_sft(base, tokenizer, examples, ctx.out("train"), settings, on_log=on_log)
+        result = train_sft(base, tokenizer, examples, ctx.out("train"), settings, on_log=on_log,
+                           remedies=lambda: oom_remedies(ctx.config))
+    except (PrecisionError, TrainingOutOfMemoryError) as exc:
+        raise UserError(f"train: {exc}") from None
     finally:
         task.close()
     write_json_atomic(ctx.out("train") / "losses.json", {"losses": result.losses, "steps": result.steps})
@@ -540,6 +537,10 @@ def stage_export(ctx: Context) -> StageOutcome:
     out = ctx.out("export")
     counts: dict[str, Any] = {}
     parts = []
+    from students.plan import oom_remedies
+    from students.precision import PrecisionError
+    from students.trainer import TrainingOutOfMemoryError
+
     if cfg.nf4:
         info = export_nf4(model_dir, out / "nf4")
         counts["nf4"] = info
@@ -550,6 +551,21 @@ def stage_export(ctx: Context) -> StageOutcome:
         parts.append(f"gguf {cfg.gguf_type} {info['size_bytes'] / 1e6:.2f} MB")
     write_json_atomic(out / "export.json", counts)
     return StageOutcome(counts, ", ".join(parts) or "nothing to export")
+
+
+def train_settings(cfg: Any) -> Any:
+    """The trainer's settings from the ``student`` config section."""
+    from students.trainer import TrainSettings
+
+    return TrainSettings(
+        method=cfg.method, epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+        lr_scheduler=cfg.lr_scheduler, min_lr_rate=cfg.min_lr_rate, warmup_ratio=cfg.warmup_ratio,
+        max_grad_norm=cfg.max_grad_norm, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
+        grad_accum=cfg.grad_accum, max_length=cfg.max_length, packing=cfg.packing, padding_free=cfg.padding_free,
+        gradient_checkpointing=cfg.gradient_checkpointing, dtype=cfg.dtype, use_liger_kernel=cfg.use_liger_kernel,
+        rope=cfg.rope.model_dump() if cfg.rope else None, save_steps=cfg.save_steps, seed=cfg.seed,
+        lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, chat_template=cfg.chat_template,
+    )
 
 
 def eval_models(ctx: Context) -> dict[str, str]:

@@ -591,15 +591,31 @@ def _plan_student(config: Any, notes: list[str]) -> StudentPlan | None:
         tps = res.mfu * res.peak_tflops * 1e12 / flops
         basis = f"MFU {res.mfu:.2f} of {res.peak_tflops:.0f} TFLOPS, {flops / 1e9:.1f} GFLOPs/token"
     gpu_hours = data.tokens_per_epoch * data.epochs / tps / 3600
-    if config.student.max_length > shape.max_position_embeddings:
+    rope = config.student.rope
+    positions = rope.max_position_embeddings if rope and rope.max_position_embeddings else shape.max_position_embeddings
+    if config.student.max_length > positions:
         notes.append(f"student: {shape.name} was trained with {shape.max_position_embeddings} positions; at "
-                     f"max_length {config.student.max_length} raise rope_theta first (Open-R1 trained "
-                     "OpenR1-Distill-7B from open-r1/Qwen2.5-Math-7B-RoPE-300k)")
+                     f"max_length {config.student.max_length} set student.rope (theta, max_position_embeddings) first (Open-R1 "
+                     "trained OpenR1-Distill-7B from open-r1/Qwen2.5-Math-7B-RoPE-300k)")
     return StudentPlan(
         model=shape.name, parameters=shape.parameters(), method=setup.method, setup=asdict(setup), memory=memory,
         advice=advice, dataset=data, tokens_per_second_per_gpu=tps, throughput_basis=basis, gpu_hours=gpu_hours,
         wall_hours=gpu_hours / setup.world, cost_usd=gpu_hours * res.usd_per_gpu_hour,
         accelerate_config=accelerate_config_for(setup), gpu=res.gpu)
+
+
+def oom_remedies(config: Any) -> list[str]:
+    """What the plan says would fit, for the trainer's out-of-memory message.
+
+    Unlike the plan's own advice (given only when the planned setup does not fit), this always
+    lists the alternatives that fit: the run did not, whatever the estimate said. Empty when the
+    student's shape is unknown (the trainer then gives generic remedies).
+    """
+    try:
+        shape = _student_shape(config)
+    except UnknownModelError:
+        return []
+    return fit_advice(shape, train_setup(config))
 
 
 def accelerate_config_for(setup: TrainSetup) -> str:

@@ -29,14 +29,20 @@ class TrainSettings:
     epochs: float = 3.0
     max_steps: int = -1
     learning_rate: float = 1e-5
-    lr_scheduler: str = "cosine"
+    lr_scheduler: str = "cosine"  # cosine | cosine_with_min_lr | linear | constant | constant_with_warmup
+    min_lr_rate: float = 0.1  # cosine_with_min_lr: the floor as a share of the peak lr (Open-R1: 0.1)
     warmup_ratio: float = 0.03
+    max_grad_norm: float = 1.0
     weight_decay: float = 0.0
     batch_size: int = 8
     grad_accum: int = 1
     max_length: int = 4096
-    packing: bool = False
+    packing: bool = False  # TRL's BFD packing: padding-free rows, attention kept inside each sequence
+    padding_free: bool = False  # no packing, but each batch concatenated without pad tokens
     gradient_checkpointing: bool = False
+    dtype: str = "auto"  # auto | bf16 | fp16 | fp32 (see students.precision)
+    use_liger_kernel: bool = False  # applied only when liger_kernel is installed and a CUDA GPU is used
+    rope: dict[str, Any] | None = None  # {theta, max_position_embeddings, scaling} (see students.rope)
     save_steps: int = 100
     save_total_limit: int = 2
     logging_steps: int = 10
@@ -47,6 +53,7 @@ class TrainSettings:
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     max_nonfinite_steps: int = 3
     chat_template: str = "auto"  # auto | tokenizer | chatml | llama3 | r1_distill (see students.templates)
+    data_order: str = "random"  # random (seeded) | sequential; the same seed gives the same order on resume
 
 
 @dataclass
@@ -91,11 +98,15 @@ def train_sft(
     output_dir: Path,
     settings: TrainSettings,
     on_log: Callable[[int, int, dict[str, float]], None] | None = None,
+    remedies: Callable[[], list[str]] | None = None,
 ) -> TrainResult:
     """Fine-tune and save the final model (merged if LoRA) to ``output_dir/model``.
 
     Checkpoints go to ``output_dir/checkpoints``; if one is complete there, training
-    resumes from it, so a killed run repeats at most ``save_steps`` steps.
+    resumes from it, so a killed run repeats at most ``save_steps`` steps. Under
+    ``accelerate launch`` every process runs this; only the main one writes the model.
+    Running out of memory raises :class:`TrainingOutOfMemoryError` listing ``remedies()``
+    (the pipeline passes ``distill plan``'s advice) instead of a bare CUDA traceback.
     """
     from transformers import TrainerCallback
 
@@ -111,14 +122,25 @@ def train_sft(
             if on_log and logs:
                 on_log(state.global_step, state.max_steps, {k: float(v) for k, v in logs.items() if _is_num(v)})
 
-    trainer = build_trainer(model_or_path, tokenizer, examples, checkpoint_dir, settings,
-                            callbacks=[_Relay(), guard.callback()])
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    step = _StepTracker()
+    trainer = None
+    try:
+        trainer = build_trainer(model_or_path, tokenizer, examples, checkpoint_dir, settings,
+                                callbacks=[_Relay(), guard.callback(), step.callback()])
+        log.info("training on %d process(es) (world_size %d), %s precision, %d examples",
+                 trainer.args.world_size, trainer.args.world_size, _precision_label(trainer.args), len(examples))
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except BaseException as exc:  # noqa: BLE001 -- only memory errors are translated, the rest re-raised
+        if not is_out_of_memory(exc):
+            raise
+        raise TrainingOutOfMemoryError(oom_message(exc, step.step, settings, remedies)) from exc
     if guard.tripped:
         raise NonFiniteLossError(guard.message(latest_complete_checkpoint(checkpoint_dir)))
 
     model_dir = output_dir / "model"
-    _save_final(trainer, tokenizer, model_dir)
+    if trainer.is_world_process_zero():
+        _save_final(trainer, tokenizer, model_dir, model_or_path, settings)
+    trainer.accelerator.wait_for_everyone()
     # The trainer state carries the loss history from before a resume too.
     losses = [(e["step"], float(e["loss"])) for e in trainer.state.log_history if "loss" in e and "step" in e]
     return TrainResult(
@@ -138,14 +160,25 @@ def build_trainer(model_or_path: Any, tokenizer: Any, examples: list[dict[str, A
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import SFTConfig, SFTTrainer
 
+    from students.precision import resolve_precision
     from students.templates import apply_training_template
 
+    precision = resolve_precision(settings.dtype, settings.method)  # before loading: a bad dtype fails fast
     # The template may change EOS to the end-of-turn token, so it goes before the pad check.
     apply_training_template(tokenizer, settings.chat_template)
     ensure_distinct_pad(tokenizer)
-    model = _load_model(model_or_path, settings)
+    model = _load_model(model_or_path, settings, precision)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
+    if settings.rope:
+        from students.rope import apply_rope
+
+        apply_rope(model, **settings.rope)
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions and settings.max_length > positions:
+        log.warning("max_length %d exceeds the model's %d positions: set student.rope (e.g. theta 300000, "
+                    "max_position_embeddings %d) so long traces stay in the positions it knows",
+                    settings.max_length, positions, settings.max_length)
     steps_per_epoch = math.ceil(len(examples) / (settings.batch_size * settings.grad_accum))
     total_steps = settings.max_steps if settings.max_steps > 0 else math.ceil(steps_per_epoch * settings.epochs)
     args = SFTConfig(
@@ -154,13 +187,21 @@ def build_trainer(model_or_path: Any, tokenizer: Any, examples: list[dict[str, A
         max_steps=settings.max_steps,
         learning_rate=settings.learning_rate,
         lr_scheduler_type=settings.lr_scheduler,
+        lr_scheduler_kwargs=({"min_lr_rate": settings.min_lr_rate}
+                             if settings.lr_scheduler == "cosine_with_min_lr" else None),
         warmup_steps=int(settings.warmup_ratio * total_steps),
         weight_decay=settings.weight_decay,
+        max_grad_norm=settings.max_grad_norm,
         per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.grad_accum,
-        max_length=settings.max_length,
+        # TRL leaves truncation to the caller in padding-free mode without packing (see _truncate_rows)
+        max_length=None if settings.padding_free and not settings.packing else settings.max_length,
         packing=settings.packing,
+        packing_strategy="bfd",  # padding-free rows: position_ids restart per sequence, no cross-attention
+        padding_free=settings.padding_free,
         gradient_checkpointing=settings.gradient_checkpointing,
+        use_liger_kernel=_liger_usable(settings.use_liger_kernel),
+        train_sampling_strategy=settings.data_order,
         save_strategy="steps",
         save_steps=settings.save_steps,
         save_total_limit=settings.save_total_limit,
@@ -171,8 +212,8 @@ def build_trainer(model_or_path: Any, tokenizer: Any, examples: list[dict[str, A
         disable_tqdm=True,
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
-        bf16=False,
-        fp16=False,
+        bf16=precision.bf16,
+        fp16=precision.fp16,
         eos_token=tokenizer.eos_token,
         completion_only_loss=True,
         dataset_num_proc=None,
@@ -187,6 +228,14 @@ def build_trainer(model_or_path: Any, tokenizer: Any, examples: list[dict[str, A
     )
     for noisy in (PrinterCallback, ProgressCallback):  # library code never prints; logs go to callbacks
         trainer.remove_callback(noisy)
+    if settings.padding_free and not settings.packing:
+        trainer.train_dataset = _truncate_rows(trainer.train_dataset, settings.max_length)
+    if settings.method == "qlora" and precision.name == "fp32":
+        # TRL casts QLoRA adapters to bf16 (the QLoRA paper's recipe for GPUs); in an fp32 run that
+        # would put bf16 matmuls on the CPU, which are slow or crash, so keep the adapters in fp32.
+        for param in trainer.model.parameters():
+            if param.requires_grad and param.dtype != torch.float32:
+                param.data = param.data.float()
     return trainer
 
 
@@ -256,20 +305,121 @@ def _is_num(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _load_model(model_or_path: Any, settings: TrainSettings):
+def _load_model(model_or_path: Any, settings: TrainSettings, precision: Any):
+    """The model to train: a given module as is, or a path loaded in the precision's load dtype
+    (fp32 master weights for full fine-tuning; the compute dtype, or nf4, for a frozen LoRA base)."""
     if not isinstance(model_or_path, (str, Path)):
         return model_or_path
-    import torch
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    kwargs: dict[str, Any] = {"dtype": precision.torch_dtype("load")}
     if settings.method == "qlora":
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=precision.torch_dtype("compute"),
         )
     return AutoModelForCausalLM.from_pretrained(str(model_or_path), **kwargs)
+
+
+def _truncate_rows(dataset: Any, max_length: int):
+    """Cut every token-aligned column of the tokenized rows to ``max_length``, as TRL does when it
+    truncates (it does not in padding-free mode without packing)."""
+
+    def cut(row: dict[str, Any]) -> dict[str, Any]:
+        n = len(row["input_ids"])
+        return {k: v[:max_length] for k, v in row.items() if isinstance(v, list) and len(v) == n}
+
+    return dataset.map(cut)
+
+
+def _liger_usable(requested: bool) -> bool:
+    """Liger's Triton kernels need a CUDA GPU and the liger_kernel package; elsewhere the option is
+    skipped with a warning rather than failing a run that would train correctly without it."""
+    if not requested:
+        return False
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available() or importlib.util.find_spec("liger_kernel") is None:
+        log.warning("use_liger_kernel: skipped (needs a CUDA GPU and `pip install liger-kernel`)")
+        return False
+    return True
+
+
+def _precision_label(args: Any) -> str:
+    return "bf16 mixed" if args.bf16 else "fp16 mixed" if args.fp16 else "fp32"
+
+
+class TrainingOutOfMemoryError(RuntimeError):
+    """The GPU (or host) ran out of memory; the message lists configurations that would fit."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower() and "CUDA" in str(exc))
+
+
+def default_remedies(settings: TrainSettings) -> list[str]:
+    """Changes that cut memory, for when no plan of the model is available."""
+    out = []
+    if not settings.gradient_checkpointing:
+        out.append("student.gradient_checkpointing: true")
+    if settings.batch_size > 1:
+        out.append(f"student.batch_size: 1 (and grad_accum x{settings.batch_size})")
+    if settings.method == "full":
+        out += ["student.method: lora", "student.method: qlora"]
+    elif settings.method == "lora":
+        out.append("student.method: qlora")
+    out += ["more GPUs with sharded states (configs/accelerate/zero3.yaml), or CPU offload "
+            "(configs/accelerate/zero3-offload.yaml)",
+            f"student.max_length: {max(1024, settings.max_length // 2)}"]
+    if not settings.use_liger_kernel:
+        out.append("student.use_liger_kernel: true (fused loss, no full logits; GPU with liger-kernel)")
+    return out
+
+
+def oom_message(exc: BaseException, step: int, settings: TrainSettings,
+                remedies: Callable[[], list[str]] | None) -> str:
+    """One readable message: where memory ran out, and what would fit instead."""
+    where = "while loading the model" if step < 0 else ("at the first step" if step == 0 else f"at step {step}")
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    try:
+        advice = remedies() if remedies else []
+    except Exception as err:  # noqa: BLE001 -- advice is best effort; the OOM is the news
+        log.warning("could not compute the plan's remedies: %s", err)
+        advice = []
+    source = "what `distill plan` says would fit" if advice else "ways to need less memory"
+    advice = advice or default_remedies(settings)
+    lines = [f"out of memory {where} (max_length {settings.max_length}, batch_size {settings.batch_size}, "
+             f"method {settings.method}): {detail}", f"{source}:"] + [f"  - {a}" for a in advice]
+    lines.append("see `distill plan CONFIG` for the per-GPU memory breakdown")
+    return "\n".join(lines)
+
+
+class _StepTracker:
+    """The last step the trainer began (-1 before training starts), for the out-of-memory message."""
+
+    def __init__(self):
+        self.step = -1
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        tracker = self
+
+        class _Track(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):
+                tracker.step = state.global_step
+
+            def on_step_begin(self, args, state, control, **kwargs):
+                tracker.step = state.global_step
+
+        return _Track()
 
 
 def _peft_config(settings: TrainSettings):
@@ -286,14 +436,45 @@ def _peft_config(settings: TrainSettings):
     )
 
 
-def _save_final(trainer, tokenizer, model_dir: Path) -> None:
-    """Save the final model, merging LoRA adapters into the base so every consumer can load it."""
+def _save_final(trainer, tokenizer, model_dir: Path, model_or_path: Any = None,
+                settings: TrainSettings | None = None) -> None:
+    """Save the final model, with LoRA adapters merged into the base so every consumer can load it.
+
+    The adapters alone are kept next to it (``adapter/``). A QLoRA base is 4-bit: merging into it
+    would round the (small) LoRA update away when the weights are re-quantised, so the adapters
+    are merged into the base reloaded in the compute precision instead (the export stage makes
+    the 4-bit variant of the merged student).
+    """
     tmp = model_dir.with_name(model_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model = trainer.model
     if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+        adapter_dir = model_dir.with_name("adapter")
+        shutil.rmtree(adapter_dir, ignore_errors=True)
+        model.save_pretrained(str(adapter_dir))
+        if getattr(model.base_model.model, "is_loaded_in_4bit", False) and isinstance(model_or_path, (str, Path)):
+            model = _merge_into_full_precision(model_or_path, adapter_dir, tokenizer, settings or TrainSettings())
+        else:
+            model = model.merge_and_unload()
     model.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
     shutil.rmtree(model_dir, ignore_errors=True)
     tmp.rename(model_dir)
+
+
+def _merge_into_full_precision(base_path: Any, adapter_dir: Path, tokenizer: Any, settings: TrainSettings):
+    """The base reloaded unquantised (same embedding size and RoPE as in training) with the adapters merged."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from students.precision import resolve_precision
+
+    precision = resolve_precision(settings.dtype, "lora")
+    base = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=precision.torch_dtype("load"))
+    if len(tokenizer) > base.get_input_embeddings().weight.shape[0]:
+        base.resize_token_embeddings(len(tokenizer))
+    if settings.rope:
+        from students.rope import apply_rope
+
+        apply_rope(base, **settings.rope)
+    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
