@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from distill.errors import ConfigError, UserError
 
@@ -261,12 +261,12 @@ class FilterConfig(Strict):
     sandbox: SandboxConfig = SandboxConfig()
     judge: JudgeConfig = JudgeConfig()
 
-    @model_validator(mode="after")
-    def _check_band(self) -> "FilterConfig":
-        band = self.pass_rate_band
+    @field_validator("pass_rate_band")
+    @classmethod
+    def _check_band(cls, band: Optional[tuple[float, float]]) -> Optional[tuple[float, float]]:
         if band is not None and not 0 <= band[0] <= band[1] <= 1:
-            raise ValueError("pass_rate_band must be [low, high] with 0 <= low <= high <= 1")
-        return self
+            raise ValueError("must be [low, high] with 0 <= low <= high <= 1")
+        return band
 
 
 class RopeScalingConfig(Strict):

@@ -137,3 +137,71 @@ def test_stage_filter_writes_rejections_contamination_and_duplicates(tiny_config
     assert len(rejected) == 8 and {r["reason"] for r in rejected} == {"contaminated", "duplicate_problem", "wrong"}
     assert all(r["answer_text"] and "reasoning" in r for r in rejected)  # whole traces, with their reasons
     assert {r["problem_id"] for r in read_jsonl(out / "kept.jsonl")} == {"t-sum", "t-ok"}
+
+
+# --------------------------------------------------------------------------- pass-rate band, report files
+
+
+def test_pass_rate_band_drops_always_and_never_solved_problems():
+    right, wrong = "\\boxed{3}", "\\boxed{4}"
+    traces = [make_trace(problem_id="easy", sample_index=i) for i in range(4)]
+    traces += [make_trace(problem_id="hard", sample_index=i, answer_text=wrong) for i in range(4)]
+    traces += [make_trace(problem_id="mid", sample_index=i, answer_text=a,
+                          finish_reason="length" if i == 3 else "stop")  # truncated counts as unsolved
+               for i, a in enumerate([right, right, wrong, right])]
+    traces += [make_trace(problem_id="flaky", sample_index=0), make_trace(problem_id="flaky", sample_index=1,
+                                                                          finish_reason="error")]
+    result = filter_traces(traces, FilterConfig(pass_rate_band=(0.1, 0.9)))
+    # a failed sampling call says nothing about difficulty: flaky is 1 of 1, always solved
+    assert result.pass_rates == {"easy": 1.0, "hard": 0.0, "mid": 0.5, "flaky": 1.0}
+    assert result.funnel == {"total": 14, "sampling_error": 1, "truncated": 1, "wrong": 5,
+                             "outside_pass_rate_band": 5, "kept": 2}
+    assert {t.problem_id for t in result.kept} == {"mid"}
+    assert filter_traces(traces, FilterConfig()).funnel["kept"] == 7  # off by default
+
+
+def test_pass_rate_band_is_validated_with_its_path():
+    from distill.config import config_from_dict
+    from distill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="filter.pass_rate_band"):
+        config_from_dict({"name": "x", "filter": {"pass_rate_band": [0.9, 0.1]}})
+    with pytest.raises(ConfigError, match="filter.sandbox.tim_limit_s: unknown key"):
+        config_from_dict({"name": "x", "filter": {"sandbox": {"tim_limit_s": 1}}})
+
+
+def test_stage_filter_writes_summary_per_source_and_valid_plots(tiny_config):
+    import json
+
+    from PIL import Image
+
+    from distill.pipeline import Context, problem_sets, stage_filter
+    from distill.progress import NullReporter
+    from distill.shards import ShardStore
+    from distill.store import RunStore
+
+    config = tiny_config(filter__pass_rate_band=[0.2, 0.8], filter__max_per_problem=None)
+    store = RunStore(config.run_dir)
+    problems, _ = problem_sets(config)
+    traces = [make_trace(problem_id=p.id, sample_index=s, reference=p.answer, completion_tokens=10 + s,
+                         answer_text=f"\\boxed{{{p.answer if s == 0 or i % 2 else 'x'}}}")
+              for i, p in enumerate(problems) for s in range(2)]
+    ShardStore(store.stage_dir("sample") / "shards").commit(0, traces)
+    stage_filter(Context(config, store, NullReporter()))
+    out = store.stage_dir("filter")
+    summary = json.loads((out / "funnel.json").read_text())
+    n = len(problems)
+    assert summary["funnel"]["total"] == 2 * n
+    source = problems[0].source or "unknown"
+    assert summary["by_source"][source]["total"] == 2 * n
+    assert sum(summary["completion_tokens_by_source"][source].values()) == sum(t.completion_tokens for t in traces)
+    assert summary["pass_rate"] == {"problems": n, "never_solved": 0, "always_solved": n // 2}
+    assert summary["funnel"]["outside_pass_rate_band"] == 2 * (n // 2)  # both traces of each always-solved one
+    assert summary["funnel"]["kept"] == n - n // 2  # one of two right: a pass rate of 0.5
+    for name in ("funnel.png", "lengths.png"):
+        path = out / name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(path) as image:
+            image.verify()
+            assert image.size[0] > 100 and image.size[1] > 50
+    assert not (out / "judge_audit.jsonl").exists()  # the judge is off by default
