@@ -733,21 +733,35 @@ def write_ollama_modelfile(
 # llama.cpp check (optional dependency)
 
 
+# Largest acceptable max |logit diff| between llama.cpp running the GGUF and the fp32
+# transformers model, relative to the spread (standard deviation) of the fp32 logits, per
+# stored type.  Measured (tiny random Qwen2/Llama of width 64 and 256, and the trained toy
+# teacher): f32 <= 0.008, f16 <= 0.003, q8_0 <= 0.105, q4_0 <= 0.85, Q4_K_M <= 0.42.
+# f32/f16/q8_0 are held tight (about 2x the worst measured), the 4-bit types loose.
+GGUF_LOGIT_TOLERANCE: dict[str, float] = {"f32": 0.02, "f16": 0.02, "q8_0": 0.25, "q4_0": 1.5, "q4_k_m": 1.5}
+
+
 def gguf_logits_check(
     gguf_path: Path,
     model_dir: Path,
-    texts: list[str],
+    texts: list[str] | None = None,
+    prompts: list[str] | None = None,
     *,
+    tolerance: float | None = None,
     n_ctx: int = 512,
     n_threads: int = 1,
 ) -> dict[str, Any]:
-    """Load the GGUF in llama.cpp (llama-cpp-python) and compare it with the HF model.
+    """Load the GGUF in llama.cpp (llama-cpp-python) and compare it with the fp32 transformers model.
 
-    Tokenization must be identical to the HF tokenizer's (it is what proves the
-    vocab, merges and ``tokenizer.ggml.pre`` were written right); raises
-    :class:`ExportError` otherwise.  Last-token logits are compared and
-    reported (max |diff| and whether the argmax agrees) but not enforced: the
-    acceptable gap depends on the quantisation type.
+    * Tokenization of ``texts`` (default :data:`TOKENIZER_CHECK_TEXTS`) must be
+      identical to the HF tokenizer's -- it proves the vocab, merges, token types
+      and ``tokenizer.ggml.pre`` were written right -- and detokenizing must give
+      the text back; raises :class:`ExportError` otherwise.
+    * Logits on ``prompts`` (default :data:`DEFAULT_CHECK_PROMPTS`) are compared
+      at every position: ``max_abs_logit_diff``, ``relative_logit_diff`` (that,
+      over the standard deviation of the fp32 logits, so the bound does not
+      depend on how peaked a model is) and top-1 agreement.  With ``tolerance``
+      (relative; see :data:`GGUF_LOGIT_TOLERANCE`) a larger gap raises.
     """
     try:
         import llama_cpp
@@ -756,43 +770,160 @@ def gguf_logits_check(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    texts = list(texts) if texts is not None else list(TOKENIZER_CHECK_TEXTS)
+    prompts = list(prompts) if prompts is not None else list(DEFAULT_CHECK_PROMPTS)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     model.eval()
-    # logits_all: recent llama-cpp-python only copies logits into ``scores`` when it is set.
+    # logits_all: llama-cpp-python only keeps every position's logits in ``scores`` when it is set.
     llm = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_threads=n_threads, logits_all=True, verbose=False)
-    per_text = []
+    per_prompt = []
     try:
         for text in texts:
             hf_ids = tokenizer.encode(text, add_special_tokens=False)
             cpp_ids = list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
             if hf_ids != cpp_ids:
                 raise ExportError(f"llama.cpp tokenizes {text!r} as {cpp_ids}, HF as {hf_ids}")
-            if not hf_ids:
+            back = llm.detokenize(cpp_ids, special=True).decode("utf-8", errors="replace")
+            if back != tokenizer.decode(hf_ids, skip_special_tokens=False):
+                raise ExportError(f"llama.cpp detokenizes {text!r} as {back!r}")
+        for prompt in prompts:
+            ids = tokenizer.encode(prompt, add_special_tokens=False)
+            if not ids:
                 continue
-            if len(hf_ids) > n_ctx:
-                raise ExportError(f"check text of {len(hf_ids)} tokens does not fit n_ctx={n_ctx}")
+            if len(ids) > n_ctx:
+                raise ExportError(f"check prompt of {len(ids)} tokens does not fit n_ctx={n_ctx}")
             llm.reset()
-            llm.eval(hf_ids)
-            cpp_logits = np.array(llm.scores[len(hf_ids) - 1], dtype=np.float32)
+            llm.eval(ids)
+            cpp = np.array(llm.scores[: len(ids)], dtype=np.float32)
             with torch.inference_mode():
-                hf_logits = model(input_ids=torch.tensor([hf_ids])).logits[0, -1].float().numpy()
-            n = min(len(cpp_logits), len(hf_logits))
-            per_text.append(
-                {
-                    "text": text,
-                    "tokens": len(hf_ids),
-                    "max_abs_logit_diff": float(np.abs(cpp_logits[:n] - hf_logits[:n]).max()),
-                    "top1_agrees": bool(np.argmax(cpp_logits[:n]) == np.argmax(hf_logits[:n])),
-                }
-            )
+                ref = model(input_ids=torch.tensor([ids])).logits[0].float().numpy()
+            n = min(cpp.shape[1], ref.shape[1])
+            cpp, ref = cpp[:, :n], ref[:, :n]
+            diff = float(np.abs(cpp - ref).max())
+            scale = float(ref.std()) or 1.0
+            per_prompt.append({"prompt": prompt, "tokens": len(ids), "max_abs_logit_diff": diff,
+                               "relative_logit_diff": diff / scale,
+                               "top1_agreement": float((cpp.argmax(-1) == ref.argmax(-1)).mean())})
     finally:
-        close = getattr(llm, "close", None)
-        if close is not None:
-            close()
-    return {
+        llm.close()
+    if not per_prompt:
+        raise ExportError("no check prompt produced any tokens")
+    result = {
         "tokenization_identical": True,
-        "max_abs_logit_diff": max((r["max_abs_logit_diff"] for r in per_text), default=0.0),
-        "top1_agreement": (sum(r["top1_agrees"] for r in per_text) / len(per_text)) if per_text else 1.0,
-        "texts": per_text,
+        "texts_checked": len(texts),
+        "max_abs_logit_diff": max(r["max_abs_logit_diff"] for r in per_prompt),
+        "relative_logit_diff": max(r["relative_logit_diff"] for r in per_prompt),
+        "top1_agreement": sum(r["top1_agreement"] * r["tokens"] for r in per_prompt)
+        / sum(r["tokens"] for r in per_prompt),
+        "tolerance": tolerance,
+        "prompts": per_prompt,
     }
+    if tolerance is not None and not result["relative_logit_diff"] <= tolerance:
+        raise ExportError(f"llama.cpp logits of {gguf_path} differ from the fp32 model by "
+                          f"{result['relative_logit_diff']:.3g} (relative; tolerance {tolerance})")
+    return result
+
+
+# ---------------------------------------------------------------------------
+# 4-bit GGUF: llama.cpp's quantizer, or the gguf package without it
+
+K_QUANT_BLOCK = 256  # llama.cpp k-quants (Q4_K, Q6_K ...) need rows that are a multiple of this
+
+
+def llama_cpp_available() -> bool:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def export_gguf_4bit(model_dir: Path, out_dir: Path, *, prefer: str = "q4_k_m", check: bool = True) -> dict[str, Any]:
+    """A 4-bit GGUF of ``model_dir``: Q4_K_M through llama.cpp's quantizer, else Q4_0 through ``gguf``.
+
+    Q4_K_M is what llama.cpp users ship, and only llama.cpp's own
+    ``llama_model_quantize`` writes it (from an f32 GGUF written here).  k-quants
+    need rows of a multiple of 256 values; llama.cpp stores narrower tensors
+    in its fallback types (Q5_0 for Q4_K, Q8_0 for Q6_K), which is what tiny
+    models get -- the result records how many tensors fell back and why, and the
+    share of weights actually stored in 4 bits.  Without llama-cpp-python the
+    file is Q4_0 from the ``gguf`` package, with the reason recorded.
+    With llama.cpp present the artifact is then checked in llama.cpp
+    (:func:`gguf_logits_check`, 4-bit tolerance).
+    """
+    import gguf
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    have_llama = llama_cpp_available()
+    reason = None
+    if prefer == "q4_k_m" and not have_llama:
+        reason = "llama-cpp-python is not installed: Q4_0 from the gguf package instead of Q4_K_M"
+    if prefer == "q4_k_m" and have_llama:
+        qtype = "q4_k_m"
+        out_path = out_dir / "model-q4_k_m.gguf"
+        info = _quantize_with_llama_cpp(model_dir, out_path)
+    else:
+        qtype = "q4_0"
+        out_path = out_dir / "model-q4_0.gguf"
+        info = export_gguf(model_dir, out_path, "q4_0")
+    reader = gguf.GGUFReader(str(out_path))
+    try:
+        types = {t.name: t.tensor_type.name for t in reader.tensors}
+        sizes = {t.name: int(t.n_elements) for t in reader.tensors}
+        widths = {t.name: int(t.shape[0]) for t in reader.tensors}  # GGUF shapes are innermost-first
+    finally:
+        del reader
+    four_bit = {"Q4_K", "Q4_0", "Q4_1", "IQ4_NL", "IQ4_XS"}
+    matrices = [n for n in types if not n.endswith("_norm.weight") and types[n] not in ("F32",)]
+    weights = sum(sizes[n] for n in matrices) or 1
+    fallback = sorted(n for n in matrices if types[n] not in four_bit | {"Q6_K"})
+    if qtype == "q4_k_m" and fallback:
+        narrow = sorted({widths[n] for n in fallback if widths[n] % K_QUANT_BLOCK})
+        reason = (f"{len(fallback)} of {len(matrices)} weight tensors have rows of {narrow} values, not a multiple "
+                  f"of {K_QUANT_BLOCK} (k-quant block); llama.cpp stored them in its fallback types "
+                  f"({', '.join(sorted({types[n] for n in fallback}))})")
+        logger.warning("Q4_K_M: %s", reason)
+    result = {
+        **info,
+        "path": str(out_path),
+        "qtype": qtype,
+        "size_bytes": out_path.stat().st_size,
+        "tensor_types": types,
+        "fraction_4bit": sum(sizes[n] for n in matrices if types[n] in four_bit) / weights,
+        "fallback_tensors": fallback,
+        "fallback_reason": reason,
+        "quantizer": "llama.cpp llama_model_quantize" if qtype == "q4_k_m" else "gguf package",
+    }
+    if check and have_llama:
+        try:
+            result["llama_cpp_check"] = gguf_logits_check(out_path, model_dir, tolerance=GGUF_LOGIT_TOLERANCE[qtype])
+        except BaseException:
+            out_path.unlink(missing_ok=True)
+            raise
+    return result
+
+
+def _quantize_with_llama_cpp(model_dir: Path, out_path: Path) -> dict[str, Any]:
+    """f32 GGUF (this module's writer) -> Q4_K_M with ``llama_cpp.llama_model_quantize``, published atomically."""
+    import ctypes
+
+    import llama_cpp
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.tmp-", dir=out_path.parent))
+    try:
+        f32 = export_gguf(model_dir, staging / "model-f32.gguf", "f32")
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
+        params.nthread = 1
+        quantized = staging / out_path.name
+        rc = llama_cpp.llama_model_quantize(str(staging / "model-f32.gguf").encode(), str(quantized).encode(),
+                                            ctypes.byref(params))
+        if rc != 0 or not quantized.is_file():
+            raise ExportError(f"llama.cpp's quantizer failed on {model_dir} (return code {rc})")
+        os.replace(quantized, out_path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"full_size_bytes": f32["full_size_bytes"], "arch": f32["arch"], "tokenizer_pre": f32["tokenizer_pre"],
+            "tensors": f32["tensors"]}
