@@ -157,7 +157,30 @@ def export_nf4(
     *,
     min_top1_agreement: float = 0.5,
 ) -> dict[str, Any]:
-    """Quantise the fp32 checkpoint in ``model_dir`` to bitsandbytes NF4 and save it to ``out_dir``.
+    """bitsandbytes NF4 (4-bit); see :func:`export_bnb`."""
+    return export_bnb(model_dir, out_dir, check_prompts, bits=4, min_top1_agreement=min_top1_agreement)
+
+
+def export_int8(
+    model_dir: Path,
+    out_dir: Path,
+    check_prompts: list[str] | None = None,
+    *,
+    min_top1_agreement: float = 0.9,
+) -> dict[str, Any]:
+    """bitsandbytes LLM.int8 (8-bit); see :func:`export_bnb`.  8 bits lose little, so the bar is higher."""
+    return export_bnb(model_dir, out_dir, check_prompts, bits=8, min_top1_agreement=min_top1_agreement)
+
+
+def export_bnb(
+    model_dir: Path,
+    out_dir: Path,
+    check_prompts: list[str] | None = None,
+    *,
+    bits: int = 4,
+    min_top1_agreement: float = 0.5,
+) -> dict[str, Any]:
+    """Quantise the fp32 checkpoint in ``model_dir`` with bitsandbytes (NF4 or int8) and save it to ``out_dir``.
 
     The export is staged in a sibling temporary directory, reloaded from there
     with ``AutoModelForCausalLM.from_pretrained`` (so what is checked is what
@@ -179,13 +202,19 @@ def export_nf4(
     if full_size == 0:
         raise ExportError(f"no *.safetensors weights in {model_dir}")
 
-    bnb_config = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_compute_dtype=torch.float32,
-    )
+    if bits == 4:
+        bnb_config = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.float32,
+        )
+    elif bits == 8:
+        bnb_config = BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        raise ExportError(f"bitsandbytes exports are 4- or 8-bit, not {bits}")
+    kind, layer_type = ("nf4", "Linear4bit") if bits == 4 else ("int8", "Linear8bitLt")
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    logger.info("quantising %s to nf4", model_dir)
+    logger.info("quantising %s to %s", model_dir, kind)
     quantized = AutoModelForCausalLM.from_pretrained(
         str(model_dir), quantization_config=bnb_config, device_map="cpu", dtype=torch.float32
     )
@@ -201,11 +230,11 @@ def export_nf4(
             reloaded = AutoModelForCausalLM.from_pretrained(str(staging), device_map="cpu")
             reloaded_tok = AutoTokenizer.from_pretrained(str(staging))
         except Exception as exc:  # any loader failure means the export is unusable
-            raise ExportError(f"nf4 export in {staging} does not reload: {exc}") from exc
+            raise ExportError(f"{kind} export in {staging} does not reload: {exc}") from exc
         reloaded.eval()
-        n_4bit = sum(1 for m in reloaded.modules() if type(m).__name__ == "Linear4bit")
+        n_4bit = sum(1 for m in reloaded.modules() if type(m).__name__ == layer_type)
         if n_4bit == 0:
-            raise ExportError("reloaded nf4 export has no 4-bit linear layers; quantisation was lost")
+            raise ExportError(f"reloaded {kind} export has no {layer_type} layers; quantisation was lost")
 
         lossless = _check_tokenizer_roundtrip(tokenizer, reloaded_tok, TOKENIZER_CHECK_TEXTS)
 
@@ -214,14 +243,15 @@ def export_nf4(
         stats = _compare_logits(reference, reloaded, tokenizer, prompts)
         del reference, reloaded
         logger.info(
-            "nf4 check: top1 agreement %.3f, max |logit diff| %.4f over %d positions",
+            "%s check: top1 agreement %.3f, max |logit diff| %.4f over %d positions",
+            kind,
             stats["top1_agreement"],
             stats["max_abs_logit_diff"],
             stats["positions"],
         )
         if stats["top1_agreement"] < min_top1_agreement:
             raise ExportError(
-                f"nf4 export agrees with the fp32 model on only {stats['top1_agreement']:.3f} of "
+                f"{kind} export agrees with the fp32 model on only {stats['top1_agreement']:.3f} of "
                 f"{stats['positions']} positions (tolerance {min_top1_agreement}); "
                 f"max |logit diff| {stats['max_abs_logit_diff']:.4f}"
             )
@@ -236,11 +266,12 @@ def export_nf4(
         "size_bytes": size,
         "full_size_bytes": full_size,
         "quantized_linear_layers": n_4bit,
+        "bits": bits,
         "tokenizer_lossless": lossless,
         "min_top1_agreement": min_top1_agreement,
         **stats,
     }
-    logger.info("wrote nf4 export %s (%d bytes, fp32 %d bytes)", out_dir, size, full_size)
+    logger.info("wrote %s export %s (%d bytes, fp32 %d bytes)", kind, out_dir, size, full_size)
     return result
 
 

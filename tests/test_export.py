@@ -153,6 +153,21 @@ def test_nf4_export_reloads_and_reports(model_dirs, tokenizer, tmp_path, arch):
     assert tok.chat_template == tokenizer.chat_template
 
 
+def test_int8_export_reloads_close_to_fp32(model_dirs, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from students.export import export_int8
+
+    out = tmp_path / "int8"
+    result = export_int8(model_dirs["qwen2"], out)
+    config = json.loads((out / "config.json").read_text())
+    assert config["quantization_config"]["load_in_8bit"] and result["bits"] == 8
+    reloaded = AutoModelForCausalLM.from_pretrained(str(out), device_map="cpu")
+    assert sum(type(m).__name__ == "Linear8bitLt" for m in reloaded.modules()) == result["quantized_linear_layers"]
+    assert result["top1_agreement"] >= 0.9 and result["max_abs_logit_diff"] < 0.1
+    assert 0 < result["size_bytes"] < 0.5 * result["full_size_bytes"]
+
+
 def test_nf4_below_tolerance_raises_and_keeps_previous_export(model_dirs, tmp_path):
     out = tmp_path / "nf4"
     out.mkdir()
