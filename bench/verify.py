@@ -11,9 +11,11 @@ plus workers: "per core"), the share decided by the fast path; the 1 -> 2 worker
 speed-up on the whole mix and on distinct math-verify-bound jobs (with the speed-up
 the measured CPU time implies for free cores: on a shared machine the wall figure
 says more about the neighbours); single-call p50/p99 latency; then the adversarial
-run (timeouts, hung workers killed and replaced, none left behind).
+run (timeouts, hung workers killed and replaced, none left behind); then code in the
+bubblewrap sandbox: one spawn's cost, bwrap versus a plain subprocess of the same
+interpreter side by side, and sandboxed executions per second with 1 and 2 at once.
 
-    OMP_NUM_THREADS=1 python bench/verify.py [--adversarial 10000] [--timeout 0.5]
+    OMP_NUM_THREADS=1 python bench/verify.py [--adversarial 10000] [--timeout 0.5] [--sandbox-runs 200]
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ import os
 import random
 import re
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from distill.verify import VerifierPool, _precheck, verify_batch
 
@@ -190,13 +195,75 @@ def adversarial(count: int, workers: int, timeout_s: float) -> None:
           f"{[c.status for c in after]}; worker processes left after close: {len(leftover)}")
 
 
+SUM_PROGRAM = "a, b = map(int, input().split())\nprint(a + b)\n"
+
+
+def spawn_ms(runs: int, sandboxed: bool) -> float:
+    """Median milliseconds per execution of a tiny stdin/stdout program, in bwrap or as a plain subprocess."""
+    import subprocess
+
+    from distill.sandbox import Sandbox
+
+    box = Sandbox()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        if sandboxed:
+            result = box.run(SUM_PROGRAM, stdin="1 2\n")
+            assert result.outcome == "ok" and result.stdout.strip() == "3", result
+        else:
+            out = subprocess.run([box.python, "-I", "-c", SUM_PROGRAM], input="1 2\n", capture_output=True,
+                                 text=True, check=True).stdout
+            assert out.strip() == "3"
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def sandbox_bench(runs: int, workers: list[int]) -> None:
+    from distill.config import SandboxConfig
+    from distill.sandbox import Sandbox
+    from distill.verify import verify_code_batch
+
+    probe = Sandbox().run("print(1)")
+    if probe.outcome != "ok":
+        print(f"\nsandbox: not measured, bwrap cannot run here ({probe.outcome}: {probe.detail})")
+        return
+    spawn_ms(5, True), spawn_ms(5, False)  # warm caches
+    plain, boxed = spawn_ms(runs, False), spawn_ms(runs, True)
+    print(f"\nsandbox: one execution {boxed:.1f} ms in bwrap vs {plain:.1f} ms as a plain subprocess "
+          f"(median of {runs}): {boxed - plain:.1f} ms overhead per spawn, {boxed / plain:.2f}x")
+    answer = f"```python\n{SUM_PROGRAM}```"
+    items = [(answer, {"inputs": ["1 2\n"], "outputs": ["3\n"]})] * runs
+    rates = {}
+    for w in workers:
+        start = time.perf_counter()
+        checks = verify_code_batch(items, SandboxConfig(workers=w))
+        wall = time.perf_counter() - start
+        assert all(c.correct for c in checks), {c.status for c in checks}
+        rates[w] = runs / wall
+        print(f"sandbox: {rates[w]:.1f} sandboxed executions/s with {w} at once ({runs} one-test problems)")
+    if len(rates) > 1:
+        lo, hi = min(rates), max(rates)
+        print(f"sandbox: speed-up {lo} -> {hi} at once: {rates[hi] / rates[lo]:.2f}x; "
+              f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--adversarial", type=int, default=10_000)
     parser.add_argument("--timeout", type=float, default=0.5)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--sandbox-runs", type=int, default=200, help="0 skips the code-sandbox figures")
+    parser.add_argument("--skip-math", action="store_true", help="only the code-sandbox figures")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    if not args.skip_math:
+        math_bench(args)
+    if args.sandbox_runs:
+        sandbox_bench(args.sandbox_runs, args.workers)
+
+
+def math_bench(args: argparse.Namespace) -> None:
     items = realistic_items()
     print(f"realistic mix: {len(items)} answers from {', '.join(load_answers())}; cores here: {os.cpu_count()}")
     walls = {}
