@@ -64,12 +64,19 @@ def sandbox_processes() -> list[str]:
         time.sleep(0.05)
 
 
+def box_dirs() -> set[str]:
+    import tempfile
+
+    return {p.name for p in Path(tempfile.gettempdir()).glob("distill-box-*")}
+
+
 @pytest.fixture
 def host_unchanged():
-    """Asserts after the test that no sandbox process is left and this process is unharmed."""
-    before = sandbox_processes()
+    """Asserts after the test that no sandbox process or folder is left and this process is unharmed."""
+    before, dirs = sandbox_processes(), box_dirs()
     yield
     assert sandbox_processes() == before == []
+    assert box_dirs() <= dirs  # each run's /box folder is removed
     os.kill(os.getpid(), 0)  # still here
 
 
@@ -268,6 +275,43 @@ def test_filter_verifies_code_traces_in_the_sandbox(host_unchanged):
     result = filter_traces(traces, FilterConfig(sandbox=FAST))
     assert result.funnel == {"total": 3, "wrong": 2, "kept": 1}
     assert result.details[("c1", 1)].startswith("wrong_answer") and result.details[("c1", 2)].startswith("TLE")
+
+
+@needs_bwrap
+def test_code_problems_from_jsonl_go_through_the_filter_stage(tiny_config, tmp_path, host_unchanged):
+    """A JSONL code problem (tests as its answer) -> traces -> stage_filter: kept, and rejected with the detail."""
+    import json
+
+    from distill.pipeline import Context, problem_sets, stage_filter
+    from distill.progress import NullReporter
+    from distill.records import read_jsonl
+    from distill.shards import ShardStore
+    from distill.store import RunStore
+    from tests.test_records_and_verify import make_trace
+
+    tests = {"fn_name": "double", "inputs": [[2], [5]], "outputs": [4, 10]}
+    rows = [{"id": "double", "problem": "Write double(n).", "answer": json.dumps(tests), "kind": "code"},
+            {"id": "sum", "problem": "What is 2 + 2?", "answer": "4"}]
+    train, held = tmp_path / "train.jsonl", tmp_path / "held.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    held.write_text(json.dumps({"id": "h", "problem": "What is 9 times 9?", "answer": "81"}) + "\n")
+    config = tiny_config(problems__source="jsonl", problems__train_path=str(train), problems__heldout_path=str(held),
+                         filter__max_per_problem=None, filter__sandbox={"time_limit_s": 1.0})
+    store = RunStore(config.run_dir)
+    problems, _ = problem_sets(config)
+    by_id = {p.id: p for p in problems}
+    answers = [fenced("def double(n):\n    return 2 * n"), fenced("def double(n):\n    return n + 2")]
+    traces = [make_trace(problem_id="double", sample_index=i, kind="code", reference=by_id["double"].answer,
+                         answer_text=a) for i, a in enumerate(answers)]
+    traces.append(make_trace(problem_id="sum", reference="4", answer_text="\\boxed{4}"))
+    ShardStore(store.stage_dir("sample") / "shards").commit(0, traces)
+    stage_filter(Context(config, store, NullReporter()))
+    out = store.stage_dir("filter")
+    summary = json.loads((out / "funnel.json").read_text())
+    assert summary["funnel"] == {"total": 3, "wrong": 1, "kept": 2}
+    assert summary["sandbox_outcomes"] == {"pass": 1, "wrong_answer": 1}
+    [rejected] = list(read_jsonl(out / "rejected.jsonl"))
+    assert rejected["sample_index"] == 1 and rejected["detail"].startswith("wrong_answer: test 2 of 2")
 
 
 # --------------------------------------------------------------------------- no sandbox: error_infra
