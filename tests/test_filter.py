@@ -205,3 +205,14 @@ def test_stage_filter_writes_summary_per_source_and_valid_plots(tiny_config):
             image.verify()
             assert image.size[0] > 100 and image.size[1] > 50
     assert not (out / "judge_audit.jsonl").exists()  # the judge is off by default
+
+
+def test_filter_fingerprint_ignores_where_bwrap_lives_but_not_the_limits(tiny_config):
+    from distill.pipeline import fingerprints
+
+    base = fingerprints(tiny_config())["filter"]
+    assert fingerprints(tiny_config(filter__sandbox={"bwrap": "/opt/bwrap", "workers": 3}))["filter"] == base
+    assert fingerprints(tiny_config(filter__sandbox={"time_limit_s": 9.0}))["filter"] != base
+    assert fingerprints(tiny_config(filter__pass_rate_band=[0.1, 0.9]))["filter"] != base
+    assert fingerprints(tiny_config(filter__judge={"enabled": False, "model": "x"}))["filter"] == base
+    assert fingerprints(tiny_config(filter__judge={"enabled": True}))["filter"] != base
