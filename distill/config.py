@@ -198,7 +198,8 @@ class SandboxConfig(Strict):
     """Limits of the bubblewrap sandbox that runs code answers against their tests (distill/sandbox.py)."""
 
     bwrap: str = Field("bwrap", description="the bubblewrap executable (Debian package 'bubblewrap')")
-    python: Optional[str] = Field(None, description="interpreter inside the sandbox; default /usr/bin/python3")
+    python: Optional[str] = Field(None, description="interpreter inside the sandbox (default /usr/bin/python3); "
+                                                   "run as root, it must be readable by uid 65534")
     time_limit_s: float = Field(2.0, gt=0, description="wall clock per test case (CPU limit: its ceiling)")
     memory_mb: int = Field(512, ge=64, description="address-space limit; over it is MLE")
     max_output_bytes: int = Field(1_000_000, ge=1024, description="stdout read before the program is killed (OLE)")
