@@ -63,6 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write report.html and report.md (charts, eval table) for a run folder")
     rep.add_argument("run_dir")
     rep.add_argument("--out", metavar="DIR", help="folder to write the report into (default: RUN_DIR/report)")
+
+    teacher = sub.add_parser("teacher", help="teacher jobs: sample a share of the chunks, serve the teacher")
+    tsub = teacher.add_subparsers(dest="teacher_command", required=True, parser_class=_Parser)
+    tsam = tsub.add_parser("sample", help="sample the teacher traces of a config's run (all chunks, or one "
+                                          "array task's share with --shard K/N); `distill run` continues after")
+    tsam.add_argument("config")
+    tsam.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    tsam.add_argument("--shard", metavar="K/N", default="0/1",
+                      help="sample only chunks i with i %% N == K (e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
+    tsrv = tsub.add_parser("serve", help="start the teacher's OpenAI-compatible server (vLLM or SGLang) as the "
+                                         "config says; Ctrl-C stops it and its workers")
+    tsrv.add_argument("config")
+    tsrv.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    tsrv.add_argument("--dry-run", action="store_true", help="print the server command line (as a GPU node runs "
+                                                            "it) and exit")
     return parser
 
 
@@ -85,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _plan(args, console)
         if args.command == "report":
             return _report(args, console)
+        if args.command == "teacher":
+            return _teacher(args, console)
         return _run(args, console)
     except UserError as exc:
         errors.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
@@ -171,6 +188,57 @@ def _report(args: argparse.Namespace, console) -> int:
     console.print(f"wrote {files.html} and {files.markdown} ({len(files.images)} charts)", highlight=False,
                   soft_wrap=True)
     return EXIT_OK
+
+
+def _teacher(args: argparse.Namespace, console) -> int:
+    from distill.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    if args.teacher_command == "serve":
+        return _serve(config, args.dry_run, console)
+    index, count = _parse_shard(args.shard)
+    _quiet_libraries()
+    from distill.pipeline import sample_partition
+    from distill.ui import RichReporter
+
+    with RichReporter(console) as reporter:
+        info = sample_partition(config, index, count, reporter)
+    console.print(f"shard {index}/{count}: sampled {info.get('sampled_shards', 0)} chunk(s) of {info.get('shards')} "
+                  f"in {config.run_dir}", highlight=False, soft_wrap=True)
+    return EXIT_OK
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard {text!r}: expected K/N, e.g. 0/8") from None
+    if count < 1 or not 0 <= index < count:
+        raise UserError(f"--shard {text!r}: need 0 <= K < N")
+    return index, count
+
+
+def _serve(config, dry_run: bool, console) -> int:
+    import shlex
+
+    from teachers.serve import run_server, server_command, server_env
+
+    teacher = config.teacher
+    if teacher.kind != "model":
+        raise UserError("teacher serve: teacher.kind is 'dataset'; there is no model to serve")
+    if dry_run:
+        model = teacher.model if teacher.model != "toy" else "<toy teacher folder, trained on first use>"
+        # as a GPU node runs it (a login node without GPUs would otherwise get the CPU form)
+        console.print(shlex.join(server_command(teacher, model, launcher="cli", cpu=False)), highlight=False,
+                      markup=False, soft_wrap=True)
+        return EXIT_OK
+    _quiet_libraries()
+    from distill.pipeline import teacher_model
+
+    cmd = server_command(teacher, teacher_model(config))
+    console.print(f"starting: {shlex.join(cmd)}", highlight=False, markup=False, soft_wrap=True)
+    code = run_server(cmd, server_env())
+    return EXIT_OK if code == 0 else EXIT_FAILED
 
 
 def print_report(report: dict[str, Any], console) -> None:

