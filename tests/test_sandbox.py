@@ -261,6 +261,22 @@ def test_the_one_verifier_runs_code_in_the_sandbox(host_unchanged):
 
 
 @needs_bwrap
+def test_attacks_running_beside_honest_programs_do_not_disturb_them(host_unchanged):
+    """Two sandboxes at once, three rounds: bombs next to correct solutions, each judged on its own."""
+    tests = {"inputs": ["4\n"], "outputs": ["16\n"]}
+    good = fenced("n = int(input())\nprint(n * n)")
+    attacks = {"import os\nwhile True:\n    os.fork()": {"blocked", "TLE"},
+               "x = []\nwhile True:\n    x.append(bytearray(10**7))": {"MLE"},
+               "import sys\nwhile True:\n    sys.stdout.write('z' * 65536)": {"OLE"}}
+    items = [pair for program in attacks for pair in ((fenced(program), tests), (good, tests))] * 3
+    checks = verify_code_batch(items, SandboxConfig(time_limit_s=1.0, memory_mb=256, max_output_bytes=100_000,
+                                                    workers=2))
+    expected = [outcomes for program, outcomes in attacks.items() for outcomes in (outcomes, {"pass"})] * 3
+    assert [c.extracted in e for c, e in zip(checks, expected)] == [True] * len(items), checks
+    assert [c.correct for c in checks] == [False, True] * (len(items) // 2)
+
+
+@needs_bwrap
 def test_filter_verifies_code_traces_in_the_sandbox(host_unchanged):
     from distill.filter import filter_traces
     from distill.records import Problem
