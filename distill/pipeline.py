@@ -564,7 +564,7 @@ def _preflight(ctx: Context, tokenizer: Any, example: dict, settings: Any) -> No
 
 
 def stage_export(ctx: Context) -> StageOutcome:
-    from students.export import export_gguf, export_nf4
+    from students.export import export_gguf, export_gguf_4bit, export_int8, export_nf4
 
     cfg = ctx.config.export
     model_dir = ctx.store.stage_dir("train") / "model"
@@ -579,10 +579,19 @@ def stage_export(ctx: Context) -> StageOutcome:
         info = export_nf4(model_dir, out / "nf4")
         counts["nf4"] = info
         parts.append(f"nf4 {info['size_bytes'] / 1e6:.2f} MB")
+    if cfg.int8:
+        info = export_int8(model_dir, out / "int8")
+        counts["int8"] = info
+        parts.append(f"int8 {info['size_bytes'] / 1e6:.2f} MB")
     if cfg.gguf:
         info = export_gguf(model_dir, out / "gguf" / f"model-{cfg.gguf_type}.gguf", cfg.gguf_type)
         counts["gguf"] = info
         parts.append(f"gguf {cfg.gguf_type} {info['size_bytes'] / 1e6:.2f} MB")
+    if cfg.gguf_4bit:
+        info = export_gguf_4bit(model_dir, out / "gguf", prefer=cfg.gguf_4bit)
+        counts["gguf_4bit"] = info
+        parts.append(f"gguf {info['qtype']} {info['size_bytes'] / 1e6:.2f} MB"
+                     + (" (k-quant fallback on narrow rows)" if info.get("fallback_tensors") else ""))
     write_json_atomic(out / "export.json", counts)
     return StageOutcome(counts, ", ".join(parts) or "nothing to export")
 
@@ -602,56 +611,197 @@ def train_settings(cfg: Any) -> Any:
     )
 
 
+# The quantised artifacts, the backend that runs each in its consumer, and the export switch behind it.
+ARTIFACT_BACKENDS = {"student_4bit": "transformers", "student_8bit": "transformers", "student_gguf": "llamacpp"}
+
+
+def _artifact_enabled(config: RunConfig, label: str) -> bool:
+    export = config.export
+    return {"student_4bit": export.nf4, "student_8bit": export.int8,
+            "student_gguf": export.gguf_4bit is not None}.get(label, True)
+
+
+def _gguf_4bit_path(ctx: Context) -> str:
+    info = json.loads((ctx.store.stage_dir("export") / "export.json").read_text()).get("gguf_4bit") or {}
+    if not info.get("path"):
+        raise UserError("eval: student_gguf needs the export stage's 4-bit GGUF (export.gguf_4bit)")
+    return str(info["path"])
+
+
 def eval_models(ctx: Context) -> dict[str, str]:
-    """Label -> model folder for every model the eval config names that exists in this run."""
+    """Label -> model folder (or GGUF file) for every model the eval config names that exists in this run."""
     available = {
         "teacher": lambda: teacher_path(ctx),
         "student_base": lambda: student_base(ctx),
         "student": lambda: str(ctx.store.stage_dir("train") / "model"),
         "student_4bit": lambda: str(ctx.store.stage_dir("export") / "nf4"),
+        "student_8bit": lambda: str(ctx.store.stage_dir("export") / "int8"),
+        "student_gguf": lambda: _gguf_4bit_path(ctx),
     }
     models = {}
     for label in ctx.config.eval.models:
-        if label == "student_4bit" and not ctx.config.export.nf4:
+        if not _artifact_enabled(ctx.config, label):
             continue
         models[label] = available[label]()
     return models
 
 
-def stage_eval(ctx: Context) -> StageOutcome:
-    from eval.protocol import evaluate
-    from teachers.sampler import SamplingParams
+def eval_benchmarks(ctx: Context) -> list[tuple[Any, Any]]:
+    """(config, loaded problems) per configured benchmark; ``heldout`` is the run's own held-out set."""
+    from eval.benchmarks import LoadedBenchmark, load_benchmark
 
     cfg = ctx.config.eval
-    _, heldout = run_problems(ctx)
-    params = SamplingParams(n=cfg.samples_per_problem, temperature=cfg.temperature, top_p=cfg.top_p,
-                            max_tokens=cfg.max_tokens, seed=cfg.seed)
+    out = []
+    for b in cfg.benchmarks:
+        if b.name == "heldout" and b.file is None:
+            _, heldout = run_problems(ctx)
+            p = ctx.config.problems
+            name = "heldout" if p.source == "arithmetic" else p.heldout_path.stem
+            loaded = LoadedBenchmark(name, "run", "math", name, heldout[: b.limit] if b.limit else heldout,
+                                     {"source": "the run's held-out problems", "problems_config": p.source})
+        else:
+            loaded = load_benchmark(b.name, source=b.source, data_dir=cfg.data_dir, file=b.file, kind=b.kind,
+                                    limit=b.limit, seed=cfg.seed, revision=b.revision)
+        if not loaded.problems:
+            raise UserError(f"eval: benchmark {b.name} has no problems")
+        out.append((b, loaded))
+    return out
+
+
+def _bench_params(cfg: Any, bench_cfg: Any, loaded: Any) -> Any:
+    from eval.benchmarks import REGISTRY
+    from teachers.sampler import SamplingParams
+
+    k = bench_cfg.k
+    if k == "deepseek":
+        registered = REGISTRY.get(bench_cfg.name)
+        k = registered.protocol_k if registered else cfg.samples_per_problem
+    return SamplingParams(n=k or cfg.samples_per_problem, temperature=cfg.temperature, top_p=cfg.top_p,
+                          max_tokens=bench_cfg.max_tokens or cfg.max_tokens, seed=cfg.seed)
+
+
+def _eval_sampler(ctx: Context, label: str, path: str) -> tuple[Any, str, str]:
+    """(sampler, backend, dtype) for one model: quantised artifacts run in their own consumer."""
+    cfg = ctx.config.eval
+    backend = ARTIFACT_BACKENDS.get(label, cfg.backend)
+    dtype = ctx.config.teacher.dtype if label == "teacher" else "float32"
+    # served_model names the teacher; other models are asked for by their path
+    openai = {**ctx.config.teacher.openai.model_dump(), **({} if label == "teacher" else {"served_model": None})}
+    if backend == "llamacpp":
+        from teachers.sampler import make_sampler
+
+        return make_sampler("llamacpp", path), backend, "gguf"
+    return _sampler(backend, path, cfg.batch_size, dtype, ctx.config.teacher.vllm.model_dump(), openai), backend, dtype
+
+
+def stage_eval(ctx: Context) -> StageOutcome:
+    """Every configured model on every configured benchmark under one protocol, plus the 4-bit deltas.
+
+    Files: ``results.json`` (model -> summary on the primary benchmark, as before),
+    ``benchmarks.json`` (model -> benchmark -> summary), ``table.md`` (the
+    R1-Distill layout with DeepSeek's published numbers), ``deltas.json`` and,
+    with ``eval.budget_sweep``, the sweep's JSON/PNG and ``reasoning_effort.json``.
+    """
+    from eval.protocol import evaluate, protocol_record
+    from eval.table import deltas, r1_distill_table
+
+    cfg = ctx.config.eval
     out = ctx.out("eval")
-    results: dict[str, Any] = {}
-    benchmark = "heldout" if ctx.config.problems.source == "arithmetic" else ctx.config.problems.heldout_path.stem
+    benches = eval_benchmarks(ctx)
+    primary = benches[0][1].name
+    grid: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
     for label, path in eval_models(ctx).items():
-        done_file = out / f"{label}.json"
-        if ctx.resumable and done_file.is_file():
-            results[label] = json.loads(done_file.read_text())
+        grid[label] = {}
+        todo = []
+        for bench_cfg, loaded in benches:
+            done_file = out / "by_benchmark" / loaded.name / f"{label}.json"
+            if ctx.resumable and done_file.is_file():
+                grid[label][loaded.name] = json.loads(done_file.read_text())
+            else:
+                todo.append((bench_cfg, loaded, done_file))
+        if not todo:
             continue
-        backend = "transformers" if label == "student_4bit" else cfg.backend
-        dtype = ctx.config.teacher.dtype if label == "teacher" else "float32"
-        # served_model names the teacher; other models are asked for by their path
-        openai = {**ctx.config.teacher.openai.model_dump(), **({} if label == "teacher" else {"served_model": None})}
-        sampler = _sampler(backend, path, cfg.batch_size, dtype, ctx.config.teacher.vllm.model_dump(), openai)
-        task = ctx.reporter.task(f"evaluating {label}", len(heldout) * cfg.samples_per_problem)
         try:
-            result = evaluate(sampler, heldout, params, label, benchmark, on_progress=task.advance)
+            sampler, backend, dtype = _eval_sampler(ctx, label, path)
+        except ImportError as exc:  # an optional engine (llama-cpp-python) is missing: say so, evaluate the rest
+            log.warning("eval: %s skipped: %s", label, exc)
+            skipped[label] = str(exc)
+            del grid[label]
+            continue
+        try:
+            for bench_cfg, loaded, done_file in todo:
+                params = _bench_params(cfg, bench_cfg, loaded)
+                task = ctx.reporter.task(f"evaluating {label} on {loaded.name}", len(loaded.problems) * params.n)
+                try:
+                    result = evaluate(sampler, loaded.problems, params, label, loaded.name, on_progress=task.advance)
+                finally:
+                    task.close()
+                summary = {**result.summary(), "path": path,
+                           "protocol": protocol_record(params, backend=backend, dtype=dtype,
+                                                       benchmark=loaded.describe())}
+                write_jsonl_atomic(done_file.with_name(f"samples-{label}.jsonl"), result.samples)
+                write_json_atomic(done_file, summary)
+                grid[label][loaded.name] = summary
         finally:
-            task.close()
             sampler.close()
-        write_jsonl_atomic(out / f"samples-{label}.jsonl", result.samples)
-        summary = {**result.summary(), "path": path}
-        write_json_atomic(done_file, summary)
-        results[label] = summary
+    results = {label: per[primary] for label, per in grid.items() if primary in per}
+    for label, summary in results.items():  # the primary benchmark's files where they always were
+        write_json_atomic(out / f"{label}.json", summary)
+        src = out / "by_benchmark" / primary / f"samples-{label}.jsonl"
+        if src.is_file():
+            (out / f"samples-{label}.jsonl").write_bytes(src.read_bytes())
     write_json_atomic(out / "results.json", results)
+    write_json_atomic(out / "benchmarks.json", grid)
+    delta = deltas(grid)
+    write_json_atomic(out / "deltas.json", delta)
+    (out / "table.md").write_text(r1_distill_table(grid, ctx.config.student.model), encoding="utf-8")
+    if skipped:
+        write_json_atomic(out / "skipped.json", skipped)
+    counts: dict[str, Any] = {"pass_at_1": {k: v["pass_at_1"] for k, v in results.items()},
+                              "benchmarks": [loaded.name for _, loaded in benches], "deltas": delta,
+                              "skipped": skipped}
+    if cfg.budget_sweep is not None:
+        counts["budget_sweep"] = _budget_sweep(ctx, benches, grid)
     table = ", ".join(f"{k} {v['pass_at_1']:.2f}" for k, v in results.items())
-    return StageOutcome({"pass_at_1": {k: v["pass_at_1"] for k, v in results.items()}}, f"pass@1: {table}")
+    delta_text = "; ".join(f"{label} {d[primary]['delta']:+.2f} vs student" for label, d in delta.items()
+                           if primary in d)
+    return StageOutcome(counts, f"pass@1: {table}" + (f" ({delta_text})" if delta_text else ""))
+
+
+def _budget_sweep(ctx: Context, benches: list[tuple[Any, Any]], grid: dict[str, Any]) -> dict[str, Any]:
+    """Run the thinking-budget sweep on one model and benchmark; returns the derived reasoning_effort budgets."""
+    import dataclasses
+
+    from eval.budget import budget_sweep, write_sweep
+
+    cfg = ctx.config.eval
+    sweep_cfg = cfg.budget_sweep
+    out = ctx.out("eval")
+    done = out / "budget_sweep.json"
+    if ctx.resumable and done.is_file():
+        return json.loads(done.read_text())["reasoning_effort"]
+    models = eval_models(ctx)
+    if sweep_cfg.model not in models:
+        raise UserError(f"eval.budget_sweep.model {sweep_cfg.model!r} is not evaluated in this run "
+                        f"(eval.models: {', '.join(models)})")
+    bench_cfg, loaded = next(((b, lb) for b, lb in benches if b.name == (sweep_cfg.benchmark or benches[0][0].name)))
+    params = _bench_params(cfg, bench_cfg, loaded)
+    if sweep_cfg.samples_per_problem:
+        params = dataclasses.replace(params, n=sweep_cfg.samples_per_problem)
+    sampler, backend, dtype = _eval_sampler(ctx, sweep_cfg.model, models[sweep_cfg.model])
+    task = ctx.reporter.task(f"thinking-budget sweep ({sweep_cfg.model})", len(sweep_cfg.budgets))
+    try:
+        sweep = budget_sweep(sampler, loaded.problems, params, sweep_cfg.budgets, sweep_cfg.model, loaded.name,
+                             sweep_cfg.answer_tokens, sweep_cfg.answer_prefix, dict(sweep_cfg.effort_fractions))
+    finally:
+        task.close()
+        sampler.close()
+    from eval.protocol import protocol_record
+
+    sweep["protocol"] = protocol_record(params, backend=backend, dtype=dtype, benchmark=loaded.describe())
+    write_sweep(sweep, out)
+    return sweep["reasoning_effort"]
 
 
 def stage_push(ctx: Context) -> StageOutcome:
@@ -728,6 +878,9 @@ def build_report(config: RunConfig, store: RunStore) -> dict[str, Any]:
         report["eval"] = {k: {f: v[f] for f in ("pass_at_1", "ci95_low", "ci95_high", "cons_at_k", "problems",
                                                "samples", "truncated")} for k, v in results.items()}
         report["eval_protocol"] = next(iter(results.values()))["params"] if results else {}
+        deltas_path = store.stage_dir("eval") / "deltas.json"
+        if deltas_path.is_file():
+            report["eval_deltas"] = json.loads(deltas_path.read_text())
     funnel_path = store.stage_dir("filter") / "funnel.json"
     if funnel_path.is_file():
         report["funnel"] = json.loads(funnel_path.read_text())["funnel"]

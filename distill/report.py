@@ -623,8 +623,11 @@ def _loss(run: _Run) -> Section:
 def _eval_rows(run: _Run) -> tuple[list[dict[str, Any]], str | None]:
     """(rows, why partial) from eval/results.json, or from the per-model files a crashed eval left."""
     path = run.path("eval", "results.json")
+    grid = run.path("eval", "benchmarks.json")  # model -> benchmark -> summary, every benchmark evaluated
     partial = None
-    if path.is_file():
+    if grid.is_file() and path.is_file():
+        results = _load_json(grid)
+    elif path.is_file():
         results = _load_json(path)
     else:
         results = {}
@@ -699,8 +702,25 @@ def _eval(run: _Run) -> Section:
                  "samples; a truncated sample counts as wrong.".format(
                      n=params.get("n", "?"), t=params.get("temperature", "?"), p=params.get("top_p", "?"),
                      m=_fmt_int(params.get("max_tokens"))))
+    _delta_table(run, sec)
     _published_notes(sec, student_model, published, matched)
     return sec
+
+
+def _delta_table(run: _Run, sec: Section) -> None:
+    """The quantised artifacts against the fp32 student, per benchmark (eval/deltas.json)."""
+    path = run.path("eval", "deltas.json")
+    if not path.is_file():
+        return
+    rows = []
+    for label, per in (_load_json(path) or {}).items():
+        for bench, d in per.items():
+            rows.append([label, bench, _fmt_pct(d.get("pass_at_1")), _fmt_pct(d.get("student")),
+                         f"{100 * d['delta']:+.1f}" if isinstance(d.get("delta"), (int, float)) else "–"])
+    if rows:
+        sec.blocks.append(Table(["artifact", "benchmark", "pass@1", "fp32 student pass@1", "delta (points)"], rows,
+                                numeric={2, 3, 4}, caption="each quantised export, run in its own consumer "
+                                "(transformers for bitsandbytes, llama.cpp for GGUF), against the fp32 student"))
 
 
 def _published_notes(sec: Section, student_model: str, published: str | None, matched: dict[str, str | None]) -> None:

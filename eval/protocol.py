@@ -14,6 +14,52 @@ from teachers.service import sample_problems
 
 log = logging.getLogger(__name__)
 
+# Bump when the harness changes a number for the same samples (prompting, scoring, truncation rule).
+HARNESS_VERSION = "distill-eval 2"
+
+# DeepSeek-R1 paper, evaluation setup: sampling temperature 0.6, top-p 0.95, up to 32,768
+# generated tokens, k samples per problem (k = 4-64 by benchmark), pass@1 the mean over them.
+DEEPSEEK_PROTOCOL = {"temperature": 0.6, "top_p": 0.95, "max_tokens": 32768}
+
+ENGINE_PACKAGES = ("torch", "transformers", "vllm", "llama_cpp_python", "bitsandbytes", "gguf", "datasets")
+
+
+def engine_versions() -> dict[str, str]:
+    """Installed versions of the packages that can change an eval number (read from metadata, nothing imported)."""
+    from importlib import metadata
+
+    versions = {}
+    for name in ENGINE_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def protocol_record(params: SamplingParams, *, backend: str, dtype: str, benchmark: dict[str, Any] | None = None,
+                    **extra: Any) -> dict[str, Any]:
+    """Everything that changes a number, written beside it: k, seeds, dtype, max tokens, engine and versions.
+
+    Truncated samples count as wrong; how many there were is in the score itself.
+    """
+    return {
+        "harness": HARNESS_VERSION,
+        "k": params.n,
+        "seed": params.seed,
+        "seeds": "per chunk of problems: seed + index of the chunk's first problem; sample i of n from the "
+                 "backend's seeded generator (llama.cpp: seed + i)",
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "max_tokens": params.max_tokens,
+        "dtype": dtype,
+        "engine": backend,
+        "versions": engine_versions(),
+        "truncated_count_as_wrong": True,
+        "benchmark": benchmark or {},
+        **extra,
+    }
+
 
 @dataclass
 class EvalResult:

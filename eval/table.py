@@ -1,0 +1,86 @@
+"""The results table in the layout of DeepSeek's R1-Distill table (model x benchmark), and 4-bit deltas.
+
+The published numbers are the ones :mod:`distill.report` carries (DeepSeek-R1
+paper, Table 5); they are shown beside ours only in a column whose benchmark
+matches one of theirs (:func:`distill.report.canonical_benchmark`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from distill.report import PUBLISHED_R1_DISTILL, PUBLISHED_SOURCE, canonical_benchmark, published_model_for
+
+Grid = dict[str, dict[str, dict[str, Any]]]  # model label -> benchmark -> summary
+
+# the artifacts compared against the fp32 student, and what each is
+ARTIFACTS = {"student_4bit": "bitsandbytes NF4", "student_gguf": "GGUF 4-bit in llama.cpp",
+             "student_8bit": "bitsandbytes int8"}
+
+
+def deltas(grid: Grid, reference: str = "student") -> dict[str, dict[str, dict[str, float]]]:
+    """pass@1 of each quantised artifact minus the fp32 student's, per benchmark both were evaluated on."""
+    ref = grid.get(reference) or {}
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for label in ARTIFACTS:
+        for bench, summary in (grid.get(label) or {}).items():
+            if bench in ref:
+                a, b = summary["pass_at_1"], ref[bench]["pass_at_1"]
+                out.setdefault(label, {})[bench] = {"pass_at_1": a, reference: b, "delta": a - b}
+    return out
+
+
+def _columns(grid: Grid) -> list[tuple[str, str | None]]:
+    benches: list[str] = []
+    for per_bench in grid.values():
+        for b in per_bench:
+            if b not in benches:
+                benches.append(b)
+    return [(b, canonical_benchmark(b)) for b in benches]
+
+
+def _pct(x: Any) -> str:
+    return f"{100 * x:.1f}" if isinstance(x, (int, float)) else "–"
+
+
+def r1_distill_table(grid: Grid, student_model: str) -> str:
+    """Markdown: one row per model of this run, then DeepSeek's published rows; pass@1 (and cons@k) in %.
+
+    A benchmark DeepSeek also reported gets their number under the same column;
+    the others show "–" in the published rows.  cons@k columns are added for
+    AIME 2024, the one benchmark DeepSeek reports a consensus number for (k=64).
+    """
+    cols = _columns(grid)
+    headers = ["model"]
+    for bench, canon in cols:
+        label = f"{bench} ({canon})" if canon and canon != bench else bench
+        headers.append(f"{label} pass@1")
+        if canon == "AIME 2024":
+            headers.append(f"{label} cons@k")
+    lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
+    for model, per_bench in grid.items():
+        cells = [model]
+        for bench, canon in cols:
+            s = per_bench.get(bench) or {}
+            ci = f" ({_pct(s['ci95_low'])}–{_pct(s['ci95_high'])})" if "ci95_low" in s else ""
+            cells.append(_pct(s.get("pass_at_1")) + ci)
+            if canon == "AIME 2024":
+                k = (s.get("params") or {}).get("n")
+                cells.append(_pct(s.get("cons_at_k")) + (f" (k={k})" if k else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    compared = published_model_for(student_model)
+    if any(canon for _, canon in cols):
+        for name, numbers in PUBLISHED_R1_DISTILL.items():
+            mark = " ← compare" if name == compared else ""
+            cells = [f"{name} (published){mark}"]
+            for _, canon in cols:
+                cells.append(f"{numbers[canon]:.1f}" if canon in numbers else "–")
+                if canon == "AIME 2024":
+                    cells.append(f"{numbers['AIME 2024 cons@64']:.1f} (k=64)")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", f"Published rows: {PUBLISHED_SOURCE}."]
+    else:
+        lines += ["", "No column matches a benchmark of DeepSeek's R1-Distill table, so no published rows."]
+    lines.append("pass@1 in %, mean over k samples per problem, 95% CI over problems in brackets; truncated "
+                 "samples count as wrong.")
+    return "\n".join(lines) + "\n"
