@@ -211,6 +211,7 @@ def build_trainer(model_or_path: Any, tokenizer: Any, examples: list[dict[str, A
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every parameter gets a gradient; True costs a graph walk per step
         use_cpu=not torch.cuda.is_available(),
         bf16=precision.bf16,
         fp16=precision.fp16,

@@ -1,0 +1,64 @@
+"""Two-process data parallelism through `accelerate launch` on CPU (gloo) trains exactly like one process
+with the same global batch: 2 processes x batch 2 vs 1 process x batch 4, same seed and data order, fp32.
+
+`--multi_gpu --num_processes 2` is what starts two real processes on a machine without GPUs
+(`--cpu --num_processes 2` silently runs one); the test checks the trainer saw world_size 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+SETTINGS = {"max_steps": 6, "logging_steps": 1, "learning_rate": 1e-3, "save_steps": 1000, "max_length": 256}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    from distill.problems import build_prompt, final_answer_text, generate_arithmetic
+    from students.models import TinyModelSpec, build_tiny_model
+    from students.toy_tokenizer import build_toy_tokenizer
+    from students.trainer import to_training_example
+
+    out = tmp_path_factory.mktemp("ddp")
+    problems = generate_arithmetic(48, 3, 1, 2, "t")
+    tokenizer = build_toy_tokenizer(
+        [f"{p.problem} <think>\n{p.solution}\n</think>\n\n{final_answer_text(p.answer)}" for p in problems])
+    examples = [to_training_example(build_prompt(p), p.solution, final_answer_text(p.answer)) for p in problems]
+    model = build_tiny_model(TinyModelSpec(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1,
+                                           intermediate_size=128), tokenizer)
+    model.save_pretrained(str(out / "base"))
+    tokenizer.save_pretrained(str(out / "base"))
+    (out / "examples.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
+    return out
+
+
+def train(workdir, name: str, batch_size: int, launcher: list[str]) -> tuple[list, str]:
+    settings = json.dumps({**SETTINGS, "batch_size": batch_size})
+    cmd = [*launcher, "-m", "students.train_entry", "--examples", str(workdir / "examples.jsonl"),
+           "--base", str(workdir / "base"), "--output", str(workdir / name), "--settings", settings]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((workdir / name / "losses.json").read_text())["losses"], proc.stderr
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process_with_the_same_global_batch(workdir):
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    two, log_two = train(workdir, "two", 2, accelerate)
+    one, log_one = train(workdir, "one", 4, [sys.executable])
+    assert log_two.count("world_size 2") == 2  # both processes trained, as one group of two
+    assert "world_size 1" in log_one
+    assert [s for s, _ in two] == [s for s, _ in one] == list(range(1, 7))
+    for (step, a), (_, b) in zip(two, one):
+        assert a == pytest.approx(b, rel=1e-3), (step, two, one)
+    assert two[-1][1] < two[0][1]
+    assert (workdir / "two" / "model" / "model.safetensors").is_file()
