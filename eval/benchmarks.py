@@ -210,9 +210,13 @@ def decode_lcb_tests(value: Any) -> list[dict[str, Any]]:
 
 
 def code_answer(tests: list[dict[str, Any]], fn_name: str | None) -> str:
-    """The reference for a code problem: its tests (and entry function) as one JSON string."""
+    """The reference for a code problem: its tests (and entry function) as one JSON string.
+
+    The layout is LiveCodeBench's cases inside ``{"fn_name", "cases"}``, which the
+    shared verifier's ``code`` kind parses (:func:`distill.sandbox.parse_tests`).
+    """
     norm = [{"input": t["input"], "output": t["output"], "testtype": t.get("testtype", "stdin")} for t in tests]
-    return json.dumps({"tests": norm, "fn_name": fn_name}, ensure_ascii=False)
+    return json.dumps({"fn_name": fn_name, "cases": norm}, ensure_ascii=False)  # distill.sandbox.parse_tests reads it
 
 
 def code_prompt(question: str, starter_code: str) -> str:

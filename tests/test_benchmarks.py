@@ -170,7 +170,18 @@ def test_livecodebench_layout_and_private_tests(tmp_path):
     p = loaded.problems[0]
     assert p.kind == "code" and p.id == "lcb-abc001_a" and "```python" in p.problem
     ref = json.loads(p.answer)
-    assert [t["input"] for t in ref["tests"]] == ["3\n", "5\n"] and ref["fn_name"] is None
+    assert [t["input"] for t in ref["cases"]] == ["3\n", "5\n"] and ref["fn_name"] is None
+    # scored by the shared verifier in the sandbox: a right and a wrong program
+    from distill.sandbox import parse_tests
+    from distill.verify import verify_answer
+
+    assert parse_tests(p.answer).style == "stdio" and len(parse_tests(p.answer).cases) == 2
+    right = "```python\nn = int(input())\nprint(n * n)\n```"
+    wrong = "```python\nn = int(input())\nprint(n + n)\n```"
+    ok, bad = verify_answer("code", right, p.answer), verify_answer("code", wrong, p.answer)
+    if ok.status == "error_infra":
+        pytest.skip(f"sandbox unavailable here: {ok.detail}")
+    assert ok.correct and not bad.correct and bad.extracted == "wrong_answer"
 
 
 def test_lcb_private_tests_refuse_pickled_objects():
