@@ -100,17 +100,21 @@ def load_jsonl_problems(path: Path, limit: int | None = None, kind: str = "math"
     for i, row in enumerate(read_jsonl(path)):
         if limit is not None and len(problems) >= limit:
             break
-        missing = [k for k in ("problem", "answer") if k not in row]
+        row_kind = str(row.get("kind", kind))
+        # A code problem may carry its tests instead of an answer (the tests become its reference).
+        needed = ("problem",) if row_kind == "code" and row.get("tests") is not None else ("problem", "answer")
+        missing = [k for k in needed if k not in row]
         if missing:
             raise UserError(f"{path}: line {i + 1} lacks field(s) {', '.join(missing)}")
         problems.append(
             Problem(
                 id=str(row.get("id", f"{path.stem}-{i}")),
                 problem=str(row["problem"]),
-                answer=str(row["answer"]),
-                kind=str(row.get("kind", kind)),
+                answer=str(row.get("answer", "") or ""),
+                kind=row_kind,
                 source=str(row.get("source", path.stem)),
                 solution=str(row.get("solution", "") or ""),
+                tests=row.get("tests"),
             )
         )
     return problems
