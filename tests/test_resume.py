@@ -81,3 +81,54 @@ def test_sigkill_during_training_then_resume(tmp_path, teacher_cache):
     assert counts["steps"] == 40
     assert counts["resumed_from"] and int(counts["resumed_from"].rsplit("-", 1)[1]) >= 10
     assert (tmp_path / "runs" / "tiny" / "train" / "model" / "model.safetensors").is_file()
+
+
+def _entry(workdir: Path, out: str, settings: dict) -> list:
+    return [sys.executable, "-m", "students.train_entry", "--examples", str(workdir / "examples.jsonl"),
+            "--base", str(workdir / "base"), "--output", str(workdir / out), "--settings", json.dumps(settings)]
+
+
+@pytest.mark.slow
+def test_losses_after_a_sigkill_and_resume_match_an_uninterrupted_run(tmp_path):
+    """Resume restores weights, optimizer, scheduler, RNG and the data position: the losses after the
+    resume point equal the uninterrupted run's (CPU, fp32, the same seeded data order, across an epoch)."""
+    from distill.problems import build_prompt, final_answer_text, generate_arithmetic
+    from students.models import TinyModelSpec, build_tiny_model
+    from students.toy_tokenizer import build_toy_tokenizer
+    from students.trainer import to_training_example
+
+    problems = generate_arithmetic(40, 3, 1, 2, "t")
+    tokenizer = build_toy_tokenizer(
+        [f"{p.problem} <think>\n{p.solution}\n</think>\n\n{final_answer_text(p.answer)}" for p in problems])
+    examples = [to_training_example(build_prompt(p), p.solution, final_answer_text(p.answer)) for p in problems]
+    model = build_tiny_model(TinyModelSpec(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1,
+                                           intermediate_size=128), tokenizer)
+    model.save_pretrained(str(tmp_path / "base"))
+    tokenizer.save_pretrained(str(tmp_path / "base"))
+    (tmp_path / "examples.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
+    # 40 examples / batch 4 = 10 steps an epoch: 30 steps cross two epoch boundaries
+    settings = {"max_steps": 30, "batch_size": 4, "logging_steps": 1, "learning_rate": 2e-3, "save_steps": 5,
+                "save_total_limit": 10, "max_length": 256, "warmup_ratio": 0.1}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(_entry(tmp_path, "straight", settings), cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    straight = dict(json.loads((tmp_path / "straight" / "losses.json").read_text())["losses"])
+
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    proc = subprocess.Popen(_entry(tmp_path, "killed", settings), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    assert kill_when(proc, lambda: (checkpoints / "checkpoint-10" / "trainer_state.json").is_file()), \
+        "training finished before it could be killed"
+    assert not (tmp_path / "killed" / "model").exists()
+    resumed_run = subprocess.run(_entry(tmp_path, "killed", settings), cwd=REPO, env=env, capture_output=True,
+                                 text=True, timeout=300)
+    assert resumed_run.returncode == 0, resumed_run.stderr[-2000:]
+    result = json.loads((tmp_path / "killed" / "losses.json").read_text())
+    resumed_at = int(result["resumed_from"].rsplit("-", 1)[1])
+    assert 10 <= resumed_at < 30
+    resumed = dict(result["losses"])
+    after = [step for step in straight if step > resumed_at]
+    assert after and all(step in resumed for step in after)
+    for step in after:
+        assert resumed[step] == pytest.approx(straight[step], abs=1e-4), (step, resumed[step], straight[step])
