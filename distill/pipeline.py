@@ -433,7 +433,7 @@ def sampling_totals(rows: list[dict[str, Any]], price: Any = None) -> dict[str, 
     if price is not None:
         from teachers.pricing import cost
 
-        totals["cost_usd"] = round(cost(totals["prompt_tokens"], totals["completion_tokens"], price), 6)
+        totals["cost_usd"] = round(cost(totals["prompt_tokens"], totals["completion_tokens"], price), 8)
     return totals
 
 
