@@ -80,43 +80,54 @@ def _run(sampler, prompts, params) -> tuple[float, float, int]:
     return wall, cpu, sum(c.finish_reason == "error" for row in outputs for c in row)
 
 
+def measure(requests: int = 5000, concurrency: int = 512, delay_ms: float = 20.0) -> dict:
+    """Client figures at ``concurrency`` requests in flight against a local endpoint in another process."""
+    from teachers.backends.openai_http import OpenAISampler
+    from teachers.sampler import SamplingParams
+
+    ports: multiprocessing.Queue = multiprocessing.Queue()
+    server = multiprocessing.Process(target=_server_main, args=(ports, delay_ms / 1000), daemon=True)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{ports.get(timeout=30)}/v1"
+        sampler = OpenAISampler("bench", endpoints=[url], max_concurrency=concurrency, timeout_s=60,
+                                max_retries=2, backoff_base_s=0.05)
+        params = SamplingParams(n=1, max_tokens=512)
+        _run(sampler, _prompts(min(1000, requests)), params)  # warm up: imports, connections
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        wall, cpu, failed = _run(sampler, _prompts(requests), params)
+        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        tracemalloc.start()
+        _run(sampler, _prompts(requests), params)
+        _, traced_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    finally:
+        server.terminate()
+        server.join(10)
+    return {"requests": requests, "failed": failed, "concurrency": concurrency, "delay_ms": delay_ms,
+            "wall_s": wall, "cpu_s": cpu, "rss_after_kib": rss_after, "rss_before_kib": rss_before,
+            "traced_peak_bytes": traced_peak, "attempts": sampler.stats.requests, "retries": sampler.stats.retries}
+
+
+def report(m: dict) -> None:
+    n = m["requests"]
+    print(f"requests            {n} ({m['failed']} failed), {m['concurrency']} in flight, "
+          f"server delay {m['delay_ms']:g} ms")
+    print(f"throughput          {n / m['wall_s']:,.0f} requests/s ({m['wall_s']:.2f} s wall)")
+    print(f"client CPU          {m['cpu_s'] * 1000 / n:.3f} ms per request ({m['cpu_s']:.2f} s total)")
+    print(f"peak RSS            {m['rss_after_kib'] / 1024:.0f} MiB "
+          f"(grew {(m['rss_after_kib'] - m['rss_before_kib']) / 1024:.0f} MiB in the run)")
+    print(f"peak Python heap    {m['traced_peak_bytes'] / 2**20:.1f} MiB (tracemalloc, one {n}-request batch)")
+    print(f"HTTP attempts       {m['attempts']} total, {m['retries']} retries")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=512)
     parser.add_argument("--delay-ms", type=float, default=20.0, help="server latency per request")
     args = parser.parse_args()
-
-    from teachers.backends.openai_http import OpenAISampler
-    from teachers.sampler import SamplingParams
-
-    ports: multiprocessing.Queue = multiprocessing.Queue()
-    server = multiprocessing.Process(target=_server_main, args=(ports, args.delay_ms / 1000), daemon=True)
-    server.start()
-    try:
-        url = f"http://127.0.0.1:{ports.get(timeout=30)}/v1"
-        sampler = OpenAISampler("bench", endpoints=[url], max_concurrency=args.concurrency, timeout_s=60,
-                                max_retries=2, backoff_base_s=0.05)
-        params = SamplingParams(n=1, max_tokens=512)
-        _run(sampler, _prompts(min(1000, args.requests)), params)  # warm up: imports, connections
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        wall, cpu, failed = _run(sampler, _prompts(args.requests), params)
-        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        tracemalloc.start()
-        _run(sampler, _prompts(args.requests), params)
-        _, traced_peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-    finally:
-        server.terminate()
-        server.join(10)
-
-    n = args.requests
-    print(f"requests            {n} ({failed} failed), {args.concurrency} in flight, server delay {args.delay_ms:g} ms")
-    print(f"throughput          {n / wall:,.0f} requests/s ({wall:.2f} s wall)")
-    print(f"client CPU          {cpu * 1000 / n:.3f} ms per request ({cpu:.2f} s total)")
-    print(f"peak RSS            {rss_after / 1024:.0f} MiB (grew {(rss_after - rss_before) / 1024:.0f} MiB in the run)")
-    print(f"peak Python heap    {traced_peak / 2**20:.1f} MiB (tracemalloc, one {n}-request batch)")
-    print(f"HTTP attempts       {sampler.stats.requests} total, {sampler.stats.retries} retries")
+    report(measure(args.requests, args.concurrency, args.delay_ms))
 
 
 if __name__ == "__main__":
