@@ -6,10 +6,11 @@ then let ``distill run`` finish the pipeline:
 
     distill run CONFIG --until filter
     accelerate launch --config_file configs/accelerate/zero3.yaml -m students.train_entry --config CONFIG
-    distill run CONFIG        # train resumes from the final checkpoint at once, then export, eval, ...
+    distill run CONFIG        # the train stage is done: export, eval, push
 
-Every process runs the same code; the trainer shards the batches, and only the main
-process writes the model and ``losses.json``. The low-level form trains a given base on a
+Every process runs the pipeline's train stage; the trainer shards the batches, only the
+main process writes the model and the run's manifest, and a relaunch after a crash resumes
+from the newest complete checkpoint. The low-level form trains a given base on a
 JSONL file of conversational prompt/completion examples (what the tests use):
 
     python -m students.train_entry --examples ex.jsonl --base MODEL_DIR --output OUT \\
@@ -55,27 +56,51 @@ def settings_from_json(text: str) -> Any:
     return TrainSettings(**raw)
 
 
-def from_config(config_path: str, overrides: list[str]) -> tuple[list[dict], str, Path, Any]:
-    """(examples, base, output folder, settings) of a run config whose filter stage has run."""
+def run_train_stage(config_path: str, overrides: list[str]) -> str:
+    """Run the pipeline's train stage of a config in this process (one of several under accelerate).
+
+    The main process registers the stage in the run's manifest (keeping the checkpoints of an
+    earlier attempt with the same fingerprint, so a relaunch resumes) and builds a toy base if
+    needed; every process then trains; the main process marks the stage done, so the next
+    ``distill run`` goes straight on to export.
+    """
+    import time
+
+    from accelerate import PartialState
+
     from distill.config import load_config
     from distill.errors import UserError
-    from distill.pipeline import train_settings
-    from distill.records import Trace, read_records
-    from students.trainer import to_training_example
+    from distill.pipeline import UPSTREAM, Context, fingerprints, stage_train, student_base
+    from distill.progress import NullReporter
+    from distill.store import RunStore
+
+    import torch
 
     config = load_config(config_path, overrides)
-    kept_path = config.run_dir / "filter" / "kept.jsonl"
-    if not kept_path.is_file():
-        raise UserError(f"{kept_path} not found: run `distill run {config_path} --until filter` first")
-    kept = read_records([kept_path], Trace)
-    examples = [to_training_example(t.prompt, t.reasoning, t.answer_text) for t in kept]
-    base = config.student.model
-    if base == "toy":
-        base = str(config.run_dir / "train" / "base")
-        if not (Path(base) / "config.json").is_file():
-            raise UserError(f"{base} not found: the toy student's base is made by `distill run {config_path} "
-                            "--until train` (or use a real student.model)")
-    return examples, base, config.run_dir / "train", train_settings(config.student)
+    # cpu=True on a machine without CUDA: otherwise accelerate sees no GPUs and no process group
+    # (the trainer itself sets one up later, too late for the barrier below)
+    state = PartialState(cpu=not torch.cuda.is_available())
+    store = RunStore(config.run_dir)
+    fps = fingerprints(config)
+    for upstream in UPSTREAM["train"]:
+        if not store.is_done(upstream, fps[upstream]):
+            raise UserError(f"stage {upstream} of {config.run_dir} is not done for this config: run "
+                            f"`distill run {config_path} --until {upstream}` first")
+    ctx = Context(config, store, NullReporter())
+    if state.is_main_process:
+        ctx.resumable = store.begin("train", fps["train"])
+        student_base(ctx)
+    state.wait_for_everyone()
+    started = time.perf_counter()
+    try:
+        outcome = stage_train(ctx)
+    except UserError as exc:
+        if state.is_main_process:
+            store.fail("train", str(exc), time.perf_counter() - started)
+        raise
+    if state.is_main_process:
+        store.finish("train", outcome.counts, time.perf_counter() - started, outcome.summary)
+    return outcome.summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,10 +115,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.config:
-            examples, base, output, settings = from_config(args.config, args.overrides)
-        else:
-            examples = [json.loads(line) for line in Path(args.examples).read_text().splitlines() if line.strip()]
-            base, output, settings = args.base, Path(args.output), settings_from_json(args.settings)
+            log.info("train stage done: %s", run_train_stage(args.config, args.overrides))
+            return 0
+        examples = [json.loads(line) for line in Path(args.examples).read_text().splitlines() if line.strip()]
+        base, output, settings = args.base, Path(args.output), settings_from_json(args.settings)
         tokenizer = AutoTokenizer.from_pretrained(base)
         report = run_preflight(tokenizer, min(examples, key=lambda e: len(e["completion"][-1]["content"])), settings)
         if not report.ok:

@@ -62,3 +62,31 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(workdir)
         assert a == pytest.approx(b, rel=1e-3), (step, two, one)
     assert two[-1][1] < two[0][1]
     assert (workdir / "two" / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_accelerate_launch_runs_the_train_stage_of_a_config(tmp_path, teacher_cache):
+    """The documented multi-GPU flow: `distill run --until filter`, the train stage under `accelerate launch`
+    (2 processes), then `distill run` finds train done and goes on."""
+    from tests.conftest import run_cli, tiny_config_dict, write_yaml
+
+    raw = tiny_config_dict(tmp_path, teacher_cache)
+    raw["student"].update(max_steps=4, batch_size=2, save_steps=2)
+    config = write_yaml(tmp_path / "run.yaml", raw)
+    assert run_cli("run", str(config), "--until", "filter").returncode == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
+    launch = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                             "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                             "-m", "students.train_entry", "--config", str(config)],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert launch.returncode == 0, launch.stderr[-3000:]
+    assert launch.stderr.count("world_size 2") == 2
+    run_dir = tmp_path / "runs" / "tiny"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["stages"]["train"]["status"] == "done" and manifest["stages"]["train"]["counts"]["steps"] == 4
+    assert (run_dir / "train" / "model" / "model.safetensors").is_file()
+    after = run_cli("run", str(config), "--until", "train")
+    assert after.returncode == 0, after.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["stages"]["train"]["seconds"] > 0  # the launched run's entry, not redone
+    assert "stage train skipped" in (run_dir / "logs" / "run.log").read_text()
