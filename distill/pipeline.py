@@ -377,17 +377,12 @@ def _teacher_for_sampling(ctx: Context) -> str:
 def _sample_on_ray(ctx: Context, path: str, chunks: list, todo: list[int], params: Any, shards: ShardStore,
                    retry: int | None, on_chunk: Callable[[int, dict], None]) -> dict[str, Any]:
     """Chunks as tasks on Ray workers that each build the configured sampler; only this process commits."""
-    from teachers.ray_pool import RayPool, WorkerSpec
+    from teachers.ray_pool import RayPool
     from teachers.service import shard_stats
 
-    t = ctx.config.teacher
-    options: dict[str, Any] = {"batch_size": t.batch_size, "dtype": t.dtype}
-    if t.backend == "vllm":
-        options = {"dtype": t.dtype, **t.vllm.model_dump()}
-    if t.backend == "openai":
-        options = t.openai.model_dump()
-    so = t.scale_out
-    pool = RayPool(WorkerSpec(t.backend, path, options), workers=so.workers, address=so.address,
+    so = ctx.config.teacher.scale_out
+    specs = ray_worker_specs(ctx.config.teacher, path)
+    pool = RayPool(specs, workers=so.workers, address=so.address,
                    cpus_per_worker=so.cpus_per_worker, gpus_per_worker=so.gpus_per_worker,
                    max_chunk_attempts=so.max_chunk_attempts)
 
@@ -401,6 +396,23 @@ def _sample_on_ray(ctx: Context, path: str, chunks: list, todo: list[int], param
         return pool.run(chunks, todo, params, commit, retry)
     finally:
         pool.close()
+
+
+def ray_worker_specs(t: Any, path: str) -> list[Any]:
+    """One spec per Ray worker: the teacher's sampler, and for an HTTP teacher with enough endpoints,
+    worker ``w`` owns ``endpoints[w::workers]`` (so each server is driven by one client)."""
+    from teachers.ray_pool import WorkerSpec
+
+    options: dict[str, Any] = {"batch_size": t.batch_size, "dtype": t.dtype}
+    if t.backend == "vllm":
+        options = {"dtype": t.dtype, **t.vllm.model_dump()}
+    if t.backend == "openai":
+        options = t.openai.model_dump()
+    workers = t.scale_out.workers
+    if t.backend == "openai" and len(t.openai.endpoints) >= workers:
+        return [WorkerSpec(t.backend, path, {**options, "endpoints": t.openai.endpoints[w::workers]})
+                for w in range(workers)]
+    return [WorkerSpec(t.backend, path, options)] * workers
 
 
 def _price_table(config: RunConfig) -> Any:

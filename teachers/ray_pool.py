@@ -71,11 +71,14 @@ class SamplingWorker:
 class RayPool:
     """A fixed number of sampling actors on a Ray cluster (a local one, or one joined by address)."""
 
-    def __init__(self, spec: WorkerSpec, workers: int = 2, address: str = "local", cpus_per_worker: float = 1.0,
-                 gpus_per_worker: float = 0.0, max_chunk_attempts: int = 3, env_vars: dict[str, str] | None = None):
+    def __init__(self, spec: WorkerSpec | Sequence[WorkerSpec], workers: int = 2, address: str = "local",
+                 cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0, max_chunk_attempts: int = 3,
+                 env_vars: dict[str, str] | None = None):
+        """``spec`` is one spec for every worker, or one per worker (e.g. each its own endpoints)."""
         import ray
 
-        self.spec = spec
+        self.specs = list(spec) if isinstance(spec, (list, tuple)) else [spec] * workers
+        workers = len(self.specs)
         self.max_chunk_attempts = max_chunk_attempts
         # Engines bring their own threading; a CPU worker gets its share of cores, not all of them.
         self.env_vars = {"OMP_NUM_THREADS": str(max(1, int(cpus_per_worker))), "TOKENIZERS_PARALLELISM": "false",
@@ -90,11 +93,8 @@ class RayPool:
             self._started_ray = True
         self._actor_cls = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=0)(
             SamplingWorker).options(runtime_env={"env_vars": self.env_vars})
-        self.actors = [self._new_actor() for _ in range(workers)]
+        self.actors = [self._actor_cls.remote(s) for s in self.specs]
         self.replaced = 0
-
-    def _new_actor(self) -> Any:
-        return self._actor_cls.remote(self.spec)
 
     def worker_pids(self) -> list[int]:
         import ray
@@ -147,8 +147,9 @@ class RayPool:
             ray.kill(dead, no_restart=True)
         except Exception:  # already gone
             pass
-        fresh = self._new_actor()
-        self.actors = [fresh if a is dead else a for a in self.actors]
+        slot = next(i for i, a in enumerate(self.actors) if a is dead)
+        fresh = self._actor_cls.remote(self.specs[slot])  # the replacement owns what the dead worker owned
+        self.actors[slot] = fresh
         self.replaced += 1
         return fresh
 

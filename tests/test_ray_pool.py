@@ -153,3 +153,39 @@ def test_pipeline_samples_on_ray_workers_with_the_toy_teacher(tiny_config):
     counts = json.loads((config.run_dir / "manifest.json").read_text())["stages"]["sample"]["counts"]
     assert counts["shards"] == 4 and counts["sampled_shards"] == 4 and counts["completion_tokens"] > 0
     assert not ray.is_initialized()  # the pool shut down the cluster it started
+
+
+@pytest.mark.slow
+def test_ray_workers_each_own_their_endpoints_of_an_http_teacher(tmp_path):
+    """teacher.backend=openai on Ray: worker w gets endpoints[w::workers]; the manifest prices the job."""
+    import json
+
+    from distill.config import config_from_dict
+    from distill.pipeline import run
+    from tests.fault_server import FaultServer
+
+    with FaultServer(default="ok_reasoning_content") as a, FaultServer(default="ok_reasoning_content") as b:
+        config = config_from_dict({
+            "name": "ray-http", "output_dir": str(tmp_path),
+            "problems": {"train_size": 8, "heldout_size": 2, "max_digits": 1},
+            "teacher": {"model": "deepseek-reasoner", "backend": "openai", "samples_per_problem": 2,
+                        "shard_size": 2, "scale_out": {"backend": "ray", "workers": 2},
+                        "openai": {"endpoints": [a.url, b.url], "backoff_base_s": 0.01}}})
+        run(config, until="sample")
+        served = (len(a.requests), len(b.requests))
+    assert sum(served) == 16 and min(served) > 0
+    counts = json.loads((tmp_path / "ray-http" / "manifest.json").read_text())["stages"]["sample"]["counts"]
+    assert counts["traces"] == 16 and counts["failures"] == {} and counts["cost_usd"] > 0
+
+
+def test_worker_specs_split_endpoints_between_workers():
+    from distill.config import config_from_dict
+    from distill.pipeline import ray_worker_specs
+
+    teacher = config_from_dict({"name": "x", "teacher": {
+        "model": "m", "backend": "openai", "scale_out": {"backend": "ray", "workers": 2},
+        "openai": {"endpoints": ["http://a/v1", "http://b/v1", "http://c/v1"]}}}).teacher
+    specs = ray_worker_specs(teacher, "m")
+    assert [s.options["endpoints"] for s in specs] == [["http://a/v1", "http://c/v1"], ["http://b/v1"]]
+    teacher.openai.endpoints = ["http://a/v1"]
+    assert [s.options["endpoints"] for s in ray_worker_specs(teacher, "m")] == [["http://a/v1"]] * 2
