@@ -257,3 +257,25 @@ def test_host_memory_error_is_reported_the_same_way(tmp_path, data, monkeypatch)
     monkeypatch.setattr(trl.SFTTrainer, "train", no_memory)
     with pytest.raises(TrainingOutOfMemoryError, match="out of memory while loading the model .*MemoryError"):
         train_sft(model, tokenizer, examples[:8], tmp_path, TrainSettings(max_steps=2, batch_size=4, max_length=256))
+
+
+# ----------------------------------------------------------------------------- through the pipeline
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal of bf16")
+def test_pipeline_applies_the_student_options_and_refuses_bf16_on_cpu(tmp_path, teacher_cache):
+    from tests.conftest import run_cli, tiny_config_dict, write_yaml
+
+    raw = tiny_config_dict(tmp_path, teacher_cache)
+    raw["student"].update(max_steps=4, padding_free=True, lr_scheduler="cosine_with_min_lr", max_grad_norm=0.5,
+                          rope={"theta": 50000, "max_position_embeddings": 4096})
+    config = write_yaml(tmp_path / "run.yaml", raw)
+    done = run_cli("run", str(config), "--until", "train")
+    assert done.returncode == 0, done.stderr
+    saved = json.loads((tmp_path / "runs" / "tiny" / "train" / "model" / "config.json").read_text())
+    assert saved["rope_parameters"]["rope_theta"] == 50000 and saved["max_position_embeddings"] == 4096
+
+    refused = run_cli("run", str(config), "--until", "train", "--set", "student.dtype=bf16")
+    assert refused.returncode == 2, refused.stderr
+    assert "student.dtype: bf16 needs a CUDA GPU" in refused.stderr and "Traceback" not in refused.stderr
