@@ -104,9 +104,16 @@ class BudgetForcedSampler:
                 continuations.append([*prompts[p], {"role": "assistant", "content": prefix}])
                 slots.append((p, i, prefix, forced))
         if continuations:
-            cont_params = dataclasses.replace(params, n=1, max_tokens=self.answer_tokens, seed=params.seed + 7919)
-            second = self.inner.generate(continuations, cont_params)
             forced_tokens = self.count_tokens(FORCED_CLOSE + self.answer_prefix)
+            # One call per sample index, each with its own seed: engines that seed per request (vLLM,
+            # llama.cpp) would otherwise give two samples cut at the same text the same answer.
+            second: list[list[Completion]] = [[] for _ in slots]
+            for i in sorted({slot[1] for slot in slots}):
+                picked = [j for j, slot in enumerate(slots) if slot[1] == i]
+                cont_params = dataclasses.replace(params, n=1, max_tokens=self.answer_tokens,
+                                                  seed=params.seed + 7919 + i)
+                for j, row in zip(picked, self.inner.generate([continuations[j] for j in picked], cont_params)):
+                    second[j] = row
             for (p, i, prefix, forced), row in zip(slots, second):
                 c1, c2 = first[p][i], row[0]
                 self.stats.forced += forced

@@ -75,9 +75,10 @@ def test_cap_and_forced_answer_with_a_counting_sampler(budget):
     assert forced.stats.forced == (8 if budget < 12 else 0)
     assert forced.stats.answer_continued == (8 if budget == 12 else 0)
     if forced.stats.forced:
-        cont_prompts, cont_params = inner.calls[1]
-        assert cont_params.max_tokens == 8 and cont_params.n == 1
-        assert cont_prompts[0][-1]["content"].endswith(FORCED_CLOSE)
+        assert len(inner.calls) == 3  # one continuation call per sample index, each with its own seed
+        (p0, c0), (p1, c1) = inner.calls[1], inner.calls[2]
+        assert c0.max_tokens == c1.max_tokens == 8 and c0.n == c1.n == 1 and c0.seed != c1.seed
+        assert len(p0) == len(p1) == len(PROBLEMS) and p0[0][-1]["content"].endswith(FORCED_CLOSE)
 
 
 def test_sweep_scores_the_forced_answer_and_derives_efforts(tmp_path):
