@@ -318,6 +318,9 @@ class StudentConfig(Strict):
     save_steps: int = Field(100, ge=1)
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_target_modules: list[str] = Field(["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1, description=(
+        "projections that get adapters; add gate_proj, up_proj, down_proj to adapt the MLPs too"))
     seed: int = 0
     chat_template: Literal["auto", "tokenizer", "chatml", "llama3", "r1_distill"] = Field(
         "auto", description="auto keeps the tokenizer's template unless it drops the <think> block "

@@ -565,6 +565,22 @@ def _preflight(ctx: Context, tokenizer: Any, example: dict, settings: Any) -> No
     """Render one kept trace as the trainer will; refuse to train on a template that loses the reasoning,
     the EOS or the prompt/inference match (students/preflight.py says why each matters)."""
     from students.preflight import run_preflight
+def train_settings(cfg: Any) -> Any:
+    """The trainer's settings from the ``student`` config section."""
+    from students.trainer import TrainSettings
+
+    return TrainSettings(
+        method=cfg.method, epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+        lr_scheduler=cfg.lr_scheduler, min_lr_rate=cfg.min_lr_rate, warmup_ratio=cfg.warmup_ratio,
+        max_grad_norm=cfg.max_grad_norm, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
+        grad_accum=cfg.grad_accum, max_length=cfg.max_length, packing=cfg.packing, padding_free=cfg.padding_free,
+        gradient_checkpointing=cfg.gradient_checkpointing, dtype=cfg.dtype, use_liger_kernel=cfg.use_liger_kernel,
+        rope=cfg.rope.model_dump() if cfg.rope else None, save_steps=cfg.save_steps, seed=cfg.seed,
+        lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        lora_target_modules=list(cfg.lora_target_modules), chat_template=cfg.chat_template,
+    )
+
+
 
     report = run_preflight(tokenizer, example, settings)
     ctx.out("train").mkdir(parents=True, exist_ok=True)

@@ -279,6 +279,7 @@ class TrainSetup:
     gradient_checkpointing: bool
     fused_cross_entropy: bool
     lora_r: int = 16
+    lora_targets: tuple[str, ...] = LORA_TARGETS
 
     @property
     def world(self) -> int:
@@ -324,7 +325,7 @@ def _state_bytes(shape: ModelShape, setup: TrainSetup) -> tuple[float, float, fl
     n = shape.parameters()
     if setup.method == "full":
         return 2.0 * n, 2.0 * n, 12.0 * n, n
-    trainable = lora_parameters(shape, setup.lora_r)
+    trainable = lora_parameters(shape, setup.lora_r, setup.lora_targets)
     if setup.method == "lora":
         base = 2.0 * n
     else:  # qlora: nf4 linear weights (0.5 byte + ~0.016 of double-quantised scales); the rest stays bf16
@@ -556,7 +557,8 @@ def train_setup(config: Any) -> TrainSetup:
                       nodes=res.nodes, gpu_memory_gb=res.gpu_memory_gb,
                       cpu_memory_gb_per_node=res.cpu_memory_gb_per_node, max_length=st.max_length,
                       micro_batch=st.batch_size, gradient_checkpointing=st.gradient_checkpointing,
-                      fused_cross_entropy=res.fused_cross_entropy, lora_r=st.lora_r)
+                      fused_cross_entropy=res.fused_cross_entropy, lora_r=st.lora_r,
+                      lora_targets=tuple(st.lora_target_modules))
 
 
 def dataset_plan(config: Any, world: int) -> DatasetPlan:

@@ -86,6 +86,25 @@ def test_student_dtype_and_options_are_config_keys(tiny_config):
         tiny_config(student__rope={"scaling": {"type": "yarn", "factor": 0.5}})
 
 
+def test_lora_targets_reach_the_trainer_and_the_plan():
+    from distill.config import load_config
+    from distill.pipeline import train_settings
+    from students.plan import plan_run
+
+    mlp_too = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    attention = load_config(REPO / "configs" / "r1-distill-qwen-7b.yaml", ["student.method=lora"])
+    everything = load_config(REPO / "configs" / "r1-distill-qwen-7b.yaml",
+                             ["student.method=lora", f"student.lora_target_modules=[{', '.join(mlp_too)}]",
+                              "student.lora_dropout=0.05"])
+    settings = train_settings(everything.student)
+    assert settings.lora_target_modules == mlp_too and settings.lora_dropout == 0.05
+    # Qwen2.5-7B, r 16: attention 16*(3584+3584 + 3584+512 + 3584+512 + 3584+3584)*28, MLP adds 3*16*(3584+18944)*28
+    few = plan_run(attention).student.memory.trainable_parameters
+    many = plan_run(everything).student.memory.trainable_parameters
+    assert few == 16 * 28 * (2 * 3584 + 2 * (3584 + 512) + 2 * 3584)
+    assert many - few == 3 * 16 * 28 * (3584 + 18944)
+
+
 # ----------------------------------------------------------------------------- options reach TRL
 
 
