@@ -546,6 +546,10 @@ def stage_train(ctx: Context) -> StageOutcome:
         task.advance(step - last[0], total=total, loss=logs.get("loss"))
         last[0] = step
 
+    from students.plan import oom_remedies
+    from students.precision import PrecisionError
+    from students.trainer import TrainingOutOfMemoryError
+
     try:
         result = train_sft(base, tokenizer, examples, ctx.out("train"), settings, on_log=on_log,
                            remedies=lambda: oom_remedies(ctx.config))
@@ -561,10 +565,6 @@ def stage_train(ctx: Context) -> StageOutcome:
     return StageOutcome(counts, f"{result.steps} steps on {len(examples)} traces, loss {first:.3f} -> {final:.3f}")
 
 
-def _preflight(ctx: Context, tokenizer: Any, example: dict, settings: Any) -> None:
-    """Render one kept trace as the trainer will; refuse to train on a template that loses the reasoning,
-    the EOS or the prompt/inference match (students/preflight.py says why each matters)."""
-    from students.preflight import run_preflight
 def train_settings(cfg: Any) -> Any:
     """The trainer's settings from the ``student`` config section."""
     from students.trainer import TrainSettings
@@ -581,6 +581,10 @@ def train_settings(cfg: Any) -> Any:
     )
 
 
+def _preflight(ctx: Context, tokenizer: Any, example: dict, settings: Any) -> None:
+    """Render one kept trace as the trainer will; refuse to train on a template that loses the reasoning,
+    the EOS or the prompt/inference match (students/preflight.py says why each matters)."""
+    from students.preflight import run_preflight
 
     report = run_preflight(tokenizer, example, settings)
     ctx.out("train").mkdir(parents=True, exist_ok=True)
@@ -599,10 +603,6 @@ def stage_export(ctx: Context) -> StageOutcome:
     out = ctx.out("export")
     counts: dict[str, Any] = {}
     parts = []
-    from students.plan import oom_remedies
-    from students.precision import PrecisionError
-    from students.trainer import TrainingOutOfMemoryError
-
     if cfg.nf4:
         info = export_nf4(model_dir, out / "nf4")
         counts["nf4"] = info
@@ -622,21 +622,6 @@ def stage_export(ctx: Context) -> StageOutcome:
                      + (" (k-quant fallback on narrow rows)" if info.get("fallback_tensors") else ""))
     write_json_atomic(out / "export.json", counts)
     return StageOutcome(counts, ", ".join(parts) or "nothing to export")
-
-
-def train_settings(cfg: Any) -> Any:
-    """The trainer's settings from the ``student`` config section."""
-    from students.trainer import TrainSettings
-
-    return TrainSettings(
-        method=cfg.method, epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
-        lr_scheduler=cfg.lr_scheduler, min_lr_rate=cfg.min_lr_rate, warmup_ratio=cfg.warmup_ratio,
-        max_grad_norm=cfg.max_grad_norm, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
-        grad_accum=cfg.grad_accum, max_length=cfg.max_length, packing=cfg.packing, padding_free=cfg.padding_free,
-        gradient_checkpointing=cfg.gradient_checkpointing, dtype=cfg.dtype, use_liger_kernel=cfg.use_liger_kernel,
-        rope=cfg.rope.model_dump() if cfg.rope else None, save_steps=cfg.save_steps, seed=cfg.seed,
-        lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, chat_template=cfg.chat_template,
-    )
 
 
 # The quantised artifacts, the backend that runs each in its consumer, and the export switch behind it.
