@@ -132,3 +132,10 @@ def test_pipeline_distils_from_a_trace_dataset_through_filter_and_train(tmp_path
     funnel = manifest["stages"]["filter"]["counts"]["funnel"]
     assert funnel["total"] == 40 and funnel["kept"] == 20  # the right generation of each problem
     assert manifest["stages"]["train"]["status"] == "done" and manifest["stages"]["train"]["counts"]["examples"] == 20
+
+
+def test_an_unreachable_hub_dataset_is_a_user_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(UserError, match="cannot load 'no-such-org/no-such-traces'"):
+        load_rows("no-such-org/no-such-traces")

@@ -22,6 +22,7 @@ exact with ``teacher.dataset.tokenizer``, estimated otherwise.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -48,6 +49,7 @@ DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "model": ("model",),
 }
 FIELDS = tuple(DEFAULT_COLUMNS)
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 MARKERS = {"<|begin_of_thought|>": "<think>", "<|end_of_thought|>": "</think>", "<|begin_of_solution|>": "",
            "<|end_of_solution|>": ""}
 
@@ -57,15 +59,17 @@ def load_rows(path: str, name: str | None = None, split: str = "train", limit: i
     local = Path(path).expanduser()
     if local.is_file():
         rows = _read_file(local)
-    elif local.is_dir() or "/" in path and not local.exists() and not path.startswith((".", "/")):
-        rows = _read_with_datasets(str(local) if local.is_dir() else path, name, split)
+    elif local.is_dir():
+        rows = _read_with_datasets(str(local), name, split)
+    elif HUB_ID.fullmatch(path):
+        rows = _read_with_datasets(path, name, split)
     else:
         raise UserError(f"teacher.dataset.path: no such file or folder: {path}")
     return rows[:limit] if limit else rows
 
 
 def _read_file(path: Path) -> list[dict]:
-    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    suffix = path.suffix
     if suffix in (".jsonl", ".json"):
         return list(read_jsonl(path))
     if suffix == ".parquet":
