@@ -172,7 +172,8 @@ def main() -> None:
         model = write_model(Path(tmp) / "qwen2.5-1.5b-shaped", config)
         sampler = VLLMSampler(model, dtype="float32" if args.tiny else "bfloat16", load_format="dummy",
                               max_model_len=args.prompt_words + args.max_tokens + 64,
-                              gpu_memory_utilization=args.gpu_memory_utilization, enforce_eager=args.eager, seed=0)
+                              gpu_memory_utilization=args.gpu_memory_utilization, enforce_eager=args.eager, seed=0,
+                              enable_prefix_caching=False)  # repeated prompts must not get cached prefills
         load_s = time.perf_counter() - started
         llm = sampler.llm
         problems = prompts_for(args.prompts, args.prompt_words, config["vocab_size"])

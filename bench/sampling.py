@@ -113,7 +113,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or tiny_model(Path(tmp) / "tiny")
-        sampler = VLLMSampler(model, max_model_len=512, gpu_memory_utilization=0.2, seed=0)
+        # no prefix caching: each variant sends the same prompts and must not reuse the other's prefills
+        sampler = VLLMSampler(model, max_model_len=512, gpu_memory_utilization=0.2, seed=0, enable_prefix_caching=False)
         llm = sampler.llm
         problems = generate_arithmetic(args.problems, 3, 1, 3, "b")
         params = SamplingParams(n=args.n, temperature=0.6, top_p=0.95, max_tokens=args.max_tokens, seed=0)
