@@ -314,6 +314,8 @@ class StudentConfig(Strict):
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="auto: bf16 mixed precision on a CUDA GPU that supports it, fp32 on CPU")
     use_liger_kernel: bool = Field(False, description="Liger's fused kernels, when installed and on a CUDA GPU")
+    attention: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field(
+        "auto", description="auto: FlashAttention-2 on a GPU when flash-attn is installed, else SDPA")
     rope: Optional[RopeConfig] = Field(None, description="raise rope_theta / positions for long-context SFT")
     save_steps: int = Field(100, ge=1)
     lora_r: int = Field(16, ge=1)

@@ -575,6 +575,7 @@ def train_settings(cfg: Any) -> Any:
         max_grad_norm=cfg.max_grad_norm, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
         grad_accum=cfg.grad_accum, max_length=cfg.max_length, packing=cfg.packing, padding_free=cfg.padding_free,
         gradient_checkpointing=cfg.gradient_checkpointing, dtype=cfg.dtype, use_liger_kernel=cfg.use_liger_kernel,
+        attention=cfg.attention,
         rope=cfg.rope.model_dump() if cfg.rope else None, save_steps=cfg.save_steps, seed=cfg.seed,
         lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
         lora_target_modules=list(cfg.lora_target_modules), chat_template=cfg.chat_template,

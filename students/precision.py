@@ -77,3 +77,28 @@ def _detect() -> tuple[bool, bool]:
 
     cuda = torch.cuda.is_available()
     return cuda, bool(cuda and torch.cuda.is_bf16_supported())
+
+
+ATTENTIONS = ("auto", "flash_attention_2", "sdpa", "eager")
+
+
+def choose_attention(requested: str, precision: str, cuda: bool | None = None,
+                     flash_installed: bool | None = None) -> str:
+    """The attention kernel: ``auto`` is FlashAttention-2 on a CUDA GPU in bf16/fp16 when ``flash_attn``
+    is installed (its varlen kernels make packed and padding-free batches cost only their real
+    tokens), else PyTorch SDPA (transformers builds block-diagonal masks for packed rows)."""
+    import importlib.util
+
+    if requested not in ATTENTIONS:
+        raise PrecisionError(f"student.attention: unknown kernel {requested!r} (choose from {', '.join(ATTENTIONS)})")
+    if cuda is None:
+        cuda = _detect()[0]
+    if flash_installed is None:
+        flash_installed = importlib.util.find_spec("flash_attn") is not None
+    flash_ok = cuda and flash_installed and precision in ("bf16", "fp16")
+    if requested == "flash_attention_2" and not flash_ok:
+        raise PrecisionError("student.attention: flash_attention_2 needs a CUDA GPU, bf16/fp16 precision and "
+                             "`pip install flash-attn`; use attention: auto or sdpa")
+    if requested != "auto":
+        return requested
+    return "flash_attention_2" if flash_ok else "sdpa"

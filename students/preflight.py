@@ -218,7 +218,7 @@ def _preflight_settings(settings: Any) -> Any:
     """The run's settings with everything that costs time or memory turned off."""
     return dataclasses.replace(settings, method="full", max_steps=1, epochs=1.0, batch_size=1, grad_accum=1,
                                gradient_checkpointing=False, save_steps=10**9, logging_steps=1,
-                               dtype="fp32", use_liger_kernel=False, rope=None)
+                               dtype="fp32", use_liger_kernel=False, rope=None, attention="auto")
 
 
 def _trainer_row(tokenizer: Any, example: dict[str, Any], settings: Any) -> tuple[dict[str, Any] | None, Any,

@@ -42,6 +42,7 @@ class TrainSettings:
     gradient_checkpointing: bool = False
     dtype: str = "auto"  # auto | bf16 | fp16 | fp32 (see students.precision)
     use_liger_kernel: bool = False  # applied only when liger_kernel is installed and a CUDA GPU is used
+    attention: str = "auto"  # auto | flash_attention_2 | sdpa | eager (see students.precision.choose_attention)
     rope: dict[str, Any] | None = None  # {theta, max_position_embeddings, scaling} (see students.rope)
     save_steps: int = 100
     save_total_limit: int = 2
@@ -164,6 +165,10 @@ def build_trainer(model_or_path: Any, tokenizer: Any, examples: list[dict[str, A
     from students.templates import apply_training_template
 
     precision = resolve_precision(settings.dtype, settings.method)  # before loading: a bad dtype fails fast
+    if isinstance(model_or_path, (str, Path)):
+        from students.precision import choose_attention
+
+        choose_attention(settings.attention, precision.name)  # likewise an attention kernel that cannot run
     # The template may change EOS to the end-of-turn token, so it goes before the pad check.
     apply_training_template(tokenizer, settings.chat_template)
     ensure_distinct_pad(tokenizer)
@@ -313,7 +318,10 @@ def _load_model(model_or_path: Any, settings: TrainSettings, precision: Any):
         return model_or_path
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": precision.torch_dtype("load")}
+    from students.precision import choose_attention
+
+    kwargs: dict[str, Any] = {"dtype": precision.torch_dtype("load"),
+                              "attn_implementation": choose_attention(settings.attention, precision.name)}
     if settings.method == "qlora":
         from transformers import BitsAndBytesConfig
 

@@ -74,6 +74,18 @@ def test_bf16_on_cpu_fails_before_loading_anything(tmp_path, data):
                       TrainSettings(dtype="bf16", max_steps=1))
 
 
+def test_attention_kernel_choice():
+    from students.precision import choose_attention
+
+    assert choose_attention("auto", "bf16", cuda=True, flash_installed=True) == "flash_attention_2"
+    assert choose_attention("auto", "bf16", cuda=True, flash_installed=False) == "sdpa"
+    assert choose_attention("auto", "fp32", cuda=True, flash_installed=True) == "sdpa"  # FA2 is half precision only
+    assert choose_attention("auto", "fp32", cuda=False, flash_installed=True) == "sdpa"
+    assert choose_attention("eager", "fp32", cuda=False, flash_installed=False) == "eager"
+    with pytest.raises(PrecisionError, match="flash_attention_2 needs a CUDA GPU"):
+        choose_attention("flash_attention_2", "fp32", cuda=False, flash_installed=False)
+
+
 def test_student_dtype_and_options_are_config_keys(tiny_config):
     from distill.config import ConfigError
 
