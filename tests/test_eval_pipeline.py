@@ -35,6 +35,7 @@ def test_eval_stage_models_benchmarks_deltas_and_budget_sweep(tiny_config, tmp_p
     export = json.loads((cfg.run_dir / "export" / "export.json").read_text())
     assert export["gguf_4bit"]["qtype"] == "q4_k_m" and export["gguf_4bit"]["fallback_reason"]  # 64-wide rows
     assert export["gguf_4bit"]["llama_cpp_check"]["tokenization_identical"]
+    assert export["gguf"]["llama_cpp_check"]["relative_logit_diff"] <= 0.02  # the f32 GGUF, checked in llama.cpp
 
     grid = json.loads((out / "benchmarks.json").read_text())
     names = ["heldout", "mine"] + (["aime2024"] if aime else [])
@@ -74,3 +75,4 @@ def test_eval_stage_models_benchmarks_deltas_and_budget_sweep(tiny_config, tmp_p
     assert sections["budget"].status == "ok" and sections["budget"].charts
     md = render_markdown(built)
     assert "delta (points)" in md and "| student_gguf | heldout |" in md and "| student_8bit | mine |" in md
+    assert "llama.cpp: tokens identical" in md and "multiple of 256" in md  # export section
