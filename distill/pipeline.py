@@ -711,7 +711,10 @@ def _eval_sampler(ctx: Context, label: str, path: str) -> tuple[Any, str, str]:
     if backend == "llamacpp":
         from teachers.sampler import make_sampler
 
-        return make_sampler("llamacpp", path), backend, "gguf"
+        # the context the longest configured generation needs (plus the prompt), not the model's full
+        # trained length, whose KV cache can be tens of GB
+        longest = max([b.max_tokens or cfg.max_tokens for b in cfg.benchmarks] + [cfg.max_tokens])
+        return make_sampler("llamacpp", path, n_ctx=longest + 2048), backend, f"gguf:{Path(path).stem}"
     return _sampler(backend, path, cfg.batch_size, dtype, ctx.config.teacher.vllm.model_dump(), openai), backend, dtype
 
 

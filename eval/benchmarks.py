@@ -128,10 +128,12 @@ def _aime2024_row(row: Row, index: int, bench: Benchmark, seed: int) -> Problem:
 
 
 def _aime2025_row(row: Row, index: int, bench: Benchmark, seed: int) -> Problem:
-    """math-ai/aime25: problem, answer, id."""
+    """MathArena/aime_2025 (the source of shared/data's copy): problem_idx 1-30 (I then II), problem, answer."""
     _require(row, "problem", "answer")
-    return Problem(id=f"AIME-2025-{row.get('id', index)}", problem=str(row["problem"]),
-                   answer=integer_string(row["answer"]), kind=bench.kind, source=bench.display)
+    number = int(row.get("problem_idx") or index + 1)
+    exam, n = ("I", number) if number <= 15 else ("II", number - 15)
+    return Problem(id=f"AIME-2025-{exam}-{n}", problem=str(row["problem"]), answer=integer_string(row["answer"]),
+                   kind=bench.kind, source=bench.display)
 
 
 def _math500_row(row: Row, index: int, bench: Benchmark, seed: int) -> Problem:
@@ -251,7 +253,7 @@ REGISTRY: dict[str, Benchmark] = {
         Benchmark("aime2024", "1", "math", "AIME 2024", HubSource("HuggingFaceH4/aime_2024", "train"),
                   "aime2024.jsonl", _aime2024_row, default_k=4, protocol_k=64,
                   description="30 problems of AIME 2024 I and II; integer answers"),
-        Benchmark("aime2025", "1", "math", "AIME 2025", HubSource("math-ai/aime25", "test"),
+        Benchmark("aime2025", "1", "math", "AIME 2025", HubSource("MathArena/aime_2025", "train"),
                   "aime2025.jsonl", _aime2025_row, default_k=4, protocol_k=64,
                   description="30 problems of AIME 2025 I and II; integer answers"),
         Benchmark("math500", "1", "math", "MATH-500", HubSource("HuggingFaceH4/MATH-500", "test"),

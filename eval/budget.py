@@ -17,6 +17,11 @@ How, through the shared Sampler only:
    far, which every backend continues instead of opening a new turn
    (:func:`teachers.sampler.continues_final_message`).
 
+Engines that return the reasoning in a separate field (the DeepSeek API's
+``reasoning_content``) cannot be budget-forced this way: the text to continue is
+not theirs to give back.  transformers, vLLM, llama.cpp and OpenAI-compatible
+servers that return the think block inline (vLLM without a reasoning parser) can.
+
 The answer after the forced ``</think>`` is scored by the shared verifier like
 any other, and a continuation that hits ``answer_tokens`` counts as truncated
 (wrong), as in the plain protocol.

@@ -89,7 +89,7 @@ HUB_ROWS = {
     "aime2024": [{"id": 60, "problem": "Find x if x+1=205.", "solution": "x=204", "answer": "204",
                   "url": "https://artofproblemsolving.com/wiki/index.php/2024_AIME_I_Problems/Problem_1",
                   "year": "2024"}],
-    "aime2025": [{"problem": "Compute 7*10.", "answer": "70", "id": "0"}],
+    "aime2025": [{"problem_idx": 16, "problem": "Compute 7*10.", "answer": 70}],
     "math500": [{"problem": "Convert (0,3) to polar.", "solution": "r=3", "answer": "\\left( 3, \\frac{\\pi}{2} \\right)",
                  "subject": "Precalculus", "level": 2, "unique_id": "test/precalculus/807.json"}],
     "gsm8k": [{"question": "Janet has 16 eggs, eats 3, bakes 4, sells the rest at $2.",
@@ -105,7 +105,7 @@ def test_hub_layout_loaders(name, tmp_path):
     loaded = load_hub(bench, path=str(folder))
     assert len(loaded.problems) == 1
     p = loaded.problems[0]
-    expected = {"aime2024": ("AIME-2024-I-1", "204"), "aime2025": ("AIME-2025-0", "70"),
+    expected = {"aime2024": ("AIME-2024-I-1", "204"), "aime2025": ("AIME-2025-II-1", "70"),
                 "math500": ("test/precalculus/807.json", "\\left( 3, \\frac{\\pi}{2} \\right)"),
                 "gsm8k": ("gsm8k-test-0", "1018"), "amc23": ("AMC23-0", "27")}[name]
     assert (p.id, p.answer) == expected
