@@ -660,6 +660,9 @@ def eval_models(ctx: Context) -> dict[str, str]:
     for label in ctx.config.eval.models:
         if not _artifact_enabled(ctx.config, label):
             continue
+        if label == "teacher" and ctx.config.teacher.kind == "dataset":
+            log.info("eval: teacher.kind is 'dataset' (published traces); there is no teacher model to evaluate")
+            continue
         models[label] = available[label]()
     return models
 

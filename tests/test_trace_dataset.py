@@ -139,3 +139,13 @@ def test_an_unreachable_hub_dataset_is_a_user_error(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(UserError, match="cannot load 'no-such-org/no-such-traces'"):
         load_rows("no-such-org/no-such-traces")
+
+
+def test_a_dataset_teacher_has_no_model_to_evaluate(tiny_config, tmp_path):
+    from distill.pipeline import Context, eval_models
+    from distill.progress import NullReporter
+    from distill.store import RunStore
+
+    config = tiny_config(teacher__kind="dataset", teacher__dataset={"path": str(tmp_path / "t.jsonl")},
+                         eval__models=["teacher"])
+    assert eval_models(Context(config, RunStore(config.run_dir), NullReporter())) == {}
