@@ -7,6 +7,7 @@ complete completion or a recorded failure -- never an exception, never a leaked 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -402,6 +403,9 @@ def test_pipeline_samples_through_the_http_teacher(server, tmp_path):
     assert {(r["reasoning"], r["answer_text"], r["think_closed"], r["teacher"]) for r in rows} == {
         (REASONING, ANSWER, True, "deepseek-reasoner")}
     assert {r["reasoning_tokens"] for r in rows} == {REASONING_TOKENS}
+    counts = json.loads((tmp_path / "http" / "manifest.json").read_text())["stages"]["sample"]["counts"]
+    assert counts["failures"] == {} and counts["prompt_tokens"] == 12 * PROMPT_TOKENS
+    assert 0 < counts["billed_usd_this_run"] <= counts["cost_usd"]  # the bill may include the off-peak discount
 
 
 # ------------------------------------------------------------------ a real vLLM OpenAI server (slow)
