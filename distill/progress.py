@@ -41,7 +41,7 @@ class NullReporter:
 
 
 class SamplingMeter:
-    """Live sampling figures for the progress line: traces/s, output tokens/s, acceptance, spend and ETA.
+    """Live sampling figures for the progress line: traces/s, output tokens/s, acceptance, spend (and ETA).
 
     Rates count only work done in this process (resumed chunks are in ``done`` but not in the
     rates), so a resumed job's ETA is not flattered by the chunks it found on disk.
@@ -69,28 +69,24 @@ class SamplingMeter:
         self.accepted += stats.get("accepted", 0)
         self.failed += stats.get("failed", 0)
         self.truncated += stats.get("truncated", 0)
-        if self.price is not None:
-            from_tokens = (self.prompt_tokens * self.price.input_cache_miss_per_m
-                           + self.completion_tokens * self.price.output_per_m) / 1_000_000
-            self.spend = from_tokens
+        if self.price is not None:  # list price, all input as cache misses: an upper bound on the bill
+            self.spend = (self.prompt_tokens * self.price.input_cache_miss_per_m
+                          + self.completion_tokens * self.price.output_per_m) / 1_000_000
         return self.fields()
 
     def fields(self) -> dict[str, Any]:
         elapsed = max(1e-9, self._clock() - self.started)
-        rate = self.traces / elapsed
-        out: dict[str, Any] = {
-            "traces/s": round(rate, 2),
+        return {
+            "traces/s": round(self.traces / elapsed, 2),
             "tok/s": round(self.completion_tokens / elapsed, 1),
             "accept~": f"{100 * self.accepted / self.traces:.0f}%" if self.traces else None,
             "trunc": self.truncated or None,
             "failed": self.failed or None,
             "spend": f"${self.spend:.2f}" if self.price is not None else None,
-            "eta": _duration((self.total - self.done) / rate) if rate > 0 and self.total > self.done else None,
         }
-        return out
 
+    def eta_seconds(self) -> float | None:
+        """Time left at this process's rate (the CLI's bar shows its own ETA column; this is for API callers)."""
+        rate = self.traces / max(1e-9, self._clock() - self.started)
+        return (self.total - self.done) / rate if rate > 0 and self.total > self.done else None
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
