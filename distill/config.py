@@ -428,7 +428,9 @@ class TrainResources(Strict):
     gpu_memory_gb: float = Field(80, gt=0, description="per GPU, GB = 1e9 bytes")
     cpu_memory_gb_per_node: float = Field(2000, gt=0, description="host RAM, used by CPU offload")
     parallelism: Literal["ddp", "zero3", "zero3_offload", "fsdp"] = "zero3"
-    fused_cross_entropy: bool = Field(False, description="a fused linear+CE loss (Liger) never holds the logits")
+    fused_cross_entropy: bool = Field(
+        True, description="the loss is computed in chunks without the full logits, as TRL's SFTTrainer (which distill "
+                          "trains with) does by default; false plans for a trainer that materialises them")
     tokens_per_second_per_gpu: Optional[float] = Field(
         None, gt=0, description="measured training throughput; unset: derived from mfu and peak_tflops")
     mfu: float = Field(0.35, gt=0, le=1, description="model FLOPs utilisation assumed when throughput is unset")

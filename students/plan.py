@@ -24,7 +24,7 @@ On top come the logits, which at 32k context dominate small models: HF's loss
 keeps bf16 logits, an fp32 copy and the fp32 log-softmax (10 bytes x tokens x vocab)
 unless a fused linear-cross-entropy kernel (Liger) computes the loss in chunks -- as
 TRL 1.16's SFTTrainer, which distill's trainer uses, does by default (its fused LM head);
-the recipes therefore set ``plan.train.fused_cross_entropy: true``.
+so ``plan.train.fused_cross_entropy`` defaults to true.
 
 Units: GB = 1e9 bytes throughout (GPU capacities in the config are GB too).
 """
