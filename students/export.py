@@ -765,11 +765,12 @@ def write_ollama_modelfile(
 
 
 # Largest acceptable max |logit diff| between llama.cpp running the GGUF and the fp32
-# transformers model, relative to the spread (standard deviation) of the fp32 logits, per
-# stored type.  Measured (tiny random Qwen2/Llama of width 64 and 256, and the trained toy
-# teacher): f32 <= 0.008, f16 <= 0.003, q8_0 <= 0.105, q4_0 <= 0.85, Q4_K_M <= 0.42.
-# f32/f16/q8_0 are held tight (about 2x the worst measured), the 4-bit types loose.
-GGUF_LOGIT_TOLERANCE: dict[str, float] = {"f32": 0.02, "f16": 0.02, "q8_0": 0.25, "q4_0": 1.5, "q4_k_m": 1.5}
+# transformers model, relative to the spread of the fp32 logits (max - min at a position,
+# averaged over positions), per stored type.  Measured on tiny random Qwen2 (width 64 and 256),
+# the toy teacher and a trained quickstart student: f32 <= 0.0013, f16 <= 0.0016,
+# q8_0 <= 0.028, q4_0 <= 0.234, Q4_K_M <= 0.10.  The bounds are about 2-4x the worst measured:
+# tight for f32/f16/q8_0, loose for the 4-bit types.
+GGUF_LOGIT_TOLERANCE: dict[str, float] = {"f32": 0.005, "f16": 0.01, "q8_0": 0.06, "q4_0": 0.5, "q4_k_m": 0.4}
 
 
 def gguf_logits_check(
@@ -790,8 +791,9 @@ def gguf_logits_check(
       the text back; raises :class:`ExportError` otherwise.
     * Logits on ``prompts`` (default :data:`DEFAULT_CHECK_PROMPTS`) are compared
       at every position: ``max_abs_logit_diff``, ``relative_logit_diff`` (that,
-      over the standard deviation of the fp32 logits, so the bound does not
-      depend on how peaked a model is) and top-1 agreement.  With ``tolerance``
+      over the spread of the fp32 logits -- max minus min at a position, averaged
+      -- so one bound fits small random and large trained models) and top-1
+      agreement.  With ``tolerance``
       (relative; see :data:`GGUF_LOGIT_TOLERANCE`) a larger gap raises.
     """
     try:
@@ -832,7 +834,7 @@ def gguf_logits_check(
             n = min(cpp.shape[1], ref.shape[1])
             cpp, ref = cpp[:, :n], ref[:, :n]
             diff = float(np.abs(cpp - ref).max())
-            scale = float(ref.std()) or 1.0
+            scale = float((ref.max(axis=-1) - ref.min(axis=-1)).mean()) or 1.0
             per_prompt.append({"prompt": prompt, "tokens": len(ids), "max_abs_logit_diff": diff,
                                "relative_logit_diff": diff / scale,
                                "top1_agreement": float((cpp.argmax(-1) == ref.argmax(-1)).mean())})
