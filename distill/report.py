@@ -803,6 +803,19 @@ def _budget(run: _Run) -> Section:
             for p in sorted(points, key=lambda p: p["budget"])]
     sec.blocks.append(Table(["budget (tokens)", "pass@1", "mean tokens"], rows, numeric={0, 1, 2},
                             caption=f"model: {model}"))
+    effort = data.get("reasoning_effort") or {}
+    levels = [lvl for lvl in ("low", "medium", "high") if isinstance(effort.get(lvl), (int, float))]
+    if levels:
+        fractions = effort.get("fractions") or {}
+        sec.note("reasoning_effort budgets (eval/reasoning_effort.json; each the smallest budget whose pass@1 "
+                 "reaches its share of the best): " + ", ".join(
+                     f"{lvl} {_fmt_int(effort[lvl])} tokens"
+                     + (f" ({100 * fractions[lvl]:.0f}%)" if isinstance(fractions.get(lvl), (int, float)) else "")
+                     for lvl in levels) + (f". {effort['note']}" if effort.get("note") else ""))
+    forced = sum(int(p.get("forced") or 0) for p in points)
+    if forced:
+        sec.note(f"{forced:,} samples over all budgets hit their cap: their thinking was cut, </think> appended and "
+                 "the answer generated after it, then scored like any other.")
     return sec
 
 

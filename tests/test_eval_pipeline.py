@@ -76,3 +76,4 @@ def test_eval_stage_models_benchmarks_deltas_and_budget_sweep(tiny_config, tmp_p
     md = render_markdown(built)
     assert "delta (points)" in md and "| student_gguf | heldout |" in md and "| student_8bit | mine |" in md
     assert "llama.cpp: tokens identical" in md and "multiple of 256" in md  # export section
+    assert "reasoning_effort budgets" in md and "hit their cap" in md  # budget section
