@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from distill.records import Problem
 from eval.protocol import DEEPSEEK_PROTOCOL, HARNESS_VERSION, evaluate, protocol_record
 from teachers.sampler import Completion, SamplingParams
@@ -59,3 +61,26 @@ def test_eval_config_defaults_are_deepseeks_protocol():
     cfg = EvalConfig()
     assert (cfg.temperature, cfg.top_p, cfg.max_tokens) == tuple(DEEPSEEK_PROTOCOL.values())
     assert [b.name for b in cfg.benchmarks] == ["heldout"] and cfg.budget_sweep is None
+
+
+def test_r1_distill_table_and_deltas():
+    from eval.table import deltas, r1_distill_table
+
+    def summary(p, cons=0.5, k=64):
+        return {"pass_at_1": p, "ci95_low": p - 0.1, "ci95_high": p + 0.1, "cons_at_k": cons, "params": {"n": k}}
+
+    grid = {"student": {"aime2024": summary(0.30), "math500": summary(0.80, k=4), "mine": summary(0.5, k=1)},
+            "student_4bit": {"aime2024": summary(0.25), "math500": summary(0.78, k=4)},
+            "student_gguf": {"math500": summary(0.79, k=4)}}
+    d = deltas(grid)
+    assert d["student_4bit"]["aime2024"]["delta"] == pytest.approx(-0.05)
+    assert set(d["student_gguf"]) == {"math500"} and "student_8bit" not in d
+    md = r1_distill_table(grid, "Qwen/Qwen2.5-Math-1.5B")
+    lines = md.splitlines()
+    assert lines[0] == ("| model | aime2024 (AIME 2024) pass@1 | aime2024 (AIME 2024) cons@k | "
+                        "math500 (MATH-500) pass@1 | mine pass@1 |")
+    assert lines[2].startswith("| student | 30.0 (20.0–40.0) | 50.0 (k=64) | 80.0 (70.0–90.0) | 50.0")
+    assert "| student_gguf | – | – | 79.0" in md
+    published = next(ln for ln in lines if ln.startswith("| DeepSeek-R1-Distill-Qwen-1.5B (published) ← compare"))
+    assert published.split(" | ")[1:4] == ["28.9", "52.7 (k=64)", "83.9"] and published.endswith("| – |")
+    assert "Table 5" in md
