@@ -85,8 +85,9 @@ def test_quickstart_notebook_then_analyze_its_run(tmp_path):
 
     analyzed = execute("analyze_run.ipynb", {**env, "DISTILL_RUN_DIR": str(run_dir)}, tmp_path)
     out = text_outputs(analyzed)
-    assert "quickstart-small" in out and "thinking-budget sweep: not run" in out
-    assert images(analyzed) == 2  # trace lengths and loss curve
+    # the quickstart config runs the thinking-budget sweep (eval.budget_sweep), so its curve is plotted too
+    assert "quickstart-small" in out and "thinking-budget sweep: not run" not in out
+    assert images(analyzed) == 3  # trace lengths, loss curve and accuracy vs thinking budget
     assert not (tmp_path / "runs" / "demo").exists()  # it analysed the given run, made none of its own
 
 
