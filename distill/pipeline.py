@@ -121,6 +121,7 @@ def run(config: RunConfig, until: str | None = None, force: list[str] | None = N
     for name in [until, *(force or [])]:
         if name is not None and name not in STAGES:
             raise UserError(f"unknown stage {name!r}; stages are: {', '.join(STAGES)}")
+    check_benchmarks(config)  # a misspelt benchmark fails now, not after hours of sampling and training
     reporter = reporter or NullReporter()
     store = RunStore(config.run_dir)
     (config.run_dir / "config.yaml").write_text(dump_config(config), encoding="utf-8")
@@ -668,6 +669,16 @@ def eval_models(ctx: Context) -> dict[str, str]:
             continue
         models[label] = available[label]()
     return models
+
+
+def check_benchmarks(config: RunConfig) -> None:
+    """Raise UserError for an eval benchmark that is neither ``heldout``, registered, nor given a file."""
+    from eval.benchmarks import REGISTRY
+
+    for b in config.eval.benchmarks:
+        if b.name != "heldout" and b.file is None and b.name not in REGISTRY:
+            raise UserError(f"eval.benchmarks: unknown benchmark {b.name!r}; registered: heldout, "
+                            f"{', '.join(REGISTRY)} (or give a file: for your own)")
 
 
 def eval_benchmarks(ctx: Context) -> list[tuple[Any, Any]]:

@@ -84,3 +84,13 @@ def test_r1_distill_table_and_deltas():
     published = next(ln for ln in lines if ln.startswith("| DeepSeek-R1-Distill-Qwen-1.5B (published) ← compare"))
     assert published.split(" | ")[1:4] == ["28.9", "52.7 (k=64)", "83.9"] and published.endswith("| – |")
     assert "Table 5" in md
+
+
+def test_unknown_benchmark_fails_before_any_stage(tiny_config):
+    from distill.errors import UserError
+    from distill.pipeline import run
+
+    cfg = tiny_config(eval__benchmarks=[{"name": "heldout"}, {"name": "aime2042"}])
+    with pytest.raises(UserError, match="unknown benchmark 'aime2042'"):
+        run(cfg)
+    assert not (cfg.run_dir / "manifest.json").exists()
