@@ -119,6 +119,9 @@ def _validate(args: argparse.Namespace, console) -> int:
     from distill.config import load_config
 
     config = load_config(args.config, args.overrides)
+    from distill.pipeline import check_benchmarks
+
+    check_benchmarks(config)  # names checked against the registry (light: no torch, no datasets)
     console.print(f"{args.config}: ok (run folder {config.run_dir})", highlight=False)
     return EXIT_OK
 

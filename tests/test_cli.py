@@ -43,6 +43,23 @@ def test_validate_ok(config_file):
     assert proc.returncode == 0 and "ok" in proc.stdout
 
 
+def test_validate_refuses_unknown_benchmark(config_file):
+    proc = run_cli("validate", str(config_file(eval={"benchmarks": [{"name": "aime2042"}]})))
+    assert_one_line_error(proc, "eval.benchmarks: unknown benchmark 'aime2042'")
+
+
+def test_validate_needs_no_heavy_imports(config_file):
+    import subprocess
+    import sys
+
+    code = ("import sys; from distill.cli import main\n"
+            f"rc = main(['validate', {str(config_file())!r}])\n"
+            "heavy = [m for m in ('torch', 'vllm', 'transformers', 'trl', 'datasets') if m in sys.modules]\n"
+            "print('RC', rc, 'HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert "RC 0 HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
 def test_misspelt_key(config_file):
     proc = run_cli("validate", str(config_file(teacher={"temprature": 0.6})))
     assert_one_line_error(proc, "teacher.temprature: unknown key (did you mean 'temperature'?)")
