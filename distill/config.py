@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -112,7 +112,10 @@ class OpenAIOptions(Strict):
     backoff_base_s: float = Field(1.0, ge=0)
     backoff_max_s: float = Field(60.0, ge=0, description="also caps a server's Retry-After")
     reasoning_effort: Optional[Literal["low", "medium", "high"]] = Field(
-        None, description="caps max_tokens at 1024 / 8192 / 32768")
+        None, description="caps max_tokens at 1024 / 8192 / 32768, or at effort_max_tokens")
+    effort_max_tokens: Optional[Union[dict[Literal["low", "medium", "high"], int], str]] = Field(
+        None, description="max_tokens per reasoning_effort level, or the path of a budget sweep's "
+                          "reasoning_effort.json (its thinking budgets plus its answer allowance)")
     send_n: bool = Field(False, description="ask for n choices in one request (vLLM); else n requests, seeds seed+i")
     tokenizer: Optional[str] = Field(None, description="local tokenizer for exact per-part token counts")
     extra_body: dict[str, Any] = Field({}, description="extra request fields, e.g. {top_k: 20}")

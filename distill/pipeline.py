@@ -54,7 +54,7 @@ class StageOutcome:
     summary: str
 
 
-OPENAI_OUTPUT_KEYS = ("served_model", "reasoning_effort", "send_n", "extra_body")
+OPENAI_OUTPUT_KEYS = ("served_model", "reasoning_effort", "send_n", "extra_body", "effort_max_tokens")
 
 
 def stage_config(config: RunConfig, stage: str) -> dict[str, Any]:
@@ -76,7 +76,9 @@ def stage_config(config: RunConfig, stage: str) -> dict[str, Any]:
     if not teacher["retry_truncated"]["enabled"]:
         teacher.pop("retry_truncated")
     if "openai" in teacher:
-        teacher["openai"] = {k: teacher["openai"][k] for k in OPENAI_OUTPUT_KEYS if k in teacher["openai"]}
+        # effort_max_tokens only once set, so runs made before the key keep their fingerprints
+        teacher["openai"] = {k: teacher["openai"][k] for k in OPENAI_OUTPUT_KEYS if k in teacher["openai"]
+                             and (k != "effort_max_tokens" or teacher["openai"][k] is not None)}
     sections: dict[str, dict[str, Any]] = {
         "sample": {"problems": config.section("problems"), "teacher": teacher},
         "filter": {"filter": _filter_fingerprint_section(config)},

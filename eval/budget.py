@@ -205,6 +205,7 @@ def write_sweep(sweep: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     write_json_atomic(paths["json"], sweep)
     effort = {k: v for k, v in sweep["reasoning_effort"].items()}
     write_json_atomic(paths["effort"], {"model": sweep["model"], "benchmark": sweep["benchmark"],
+                                        "answer_tokens": sweep["answer_tokens"],
                                         "max_thinking_tokens": {k: effort[k] for k in ("low", "medium", "high")
                                                                 if k in effort}, **effort})
     try:

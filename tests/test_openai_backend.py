@@ -257,6 +257,35 @@ def test_reasoning_effort_caps_max_tokens(server, effort, expected):
     assert EFFORT_MAX_TOKENS == {"low": 1024, "medium": 8192, "high": 32768}
 
 
+def test_reasoning_effort_budgets_from_a_budget_sweep(server, tmp_path):
+    """The caps behind reasoning_effort come from the sweep's curve (eval/budget.py writes the file)."""
+    from eval.budget import write_sweep
+
+    points = [{"budget": b, "pass_at_1": p, "ci95_low": p, "ci95_high": p, "cons_at_k": p, "truncated": 0,
+               "mean_tokens": b, "mean_thinking_tokens": b, "max_thinking_tokens": b, "forced": 0,
+               "answer_continued": 0, "within_budget": True, "samples": 4}
+              for b, p in [(256, 0.1), (1024, 0.5), (4096, 0.8), (16384, 0.84)]]
+    from eval.budget import reasoning_effort_budgets
+
+    sweep = {"model": "student", "benchmark": "math500", "params": {}, "answer_tokens": 64, "answer_prefix": "",
+             "forced_close": "</think>", "points": points, "reasoning_effort": reasoning_effort_budgets(points)}
+    effort_file = write_sweep(sweep, tmp_path)["effort"]
+    one(sampler_for(server.url, reasoning_effort="medium", effort_max_tokens=str(effort_file)), "[e]",
+        SamplingParams(max_tokens=50000))
+    assert server.requests[-1].body["max_tokens"] == 4096 + 64  # 0.8 x best -> 4096 thinking, plus the answer
+    one(sampler_for(server.url, reasoning_effort="low", effort_max_tokens={"low": 300}), "[e]",
+        SamplingParams(max_tokens=50000))
+    assert server.requests[-1].body["max_tokens"] == 300
+
+
+def test_bad_effort_budgets_are_refused(tmp_path):
+    (tmp_path / "not-a-sweep.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a budget sweep"):
+        OpenAISampler("m", effort_max_tokens=str(tmp_path / "not-a-sweep.json"))
+    with pytest.raises(ValueError, match="unknown level"):
+        OpenAISampler("m", effort_max_tokens={"extreme": 10})
+
+
 def test_unknown_reasoning_effort_is_refused():
     with pytest.raises(ValueError, match="reasoning_effort"):
         OpenAISampler("m", reasoning_effort="extreme")

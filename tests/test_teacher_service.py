@@ -119,6 +119,19 @@ def test_operational_teacher_keys_stay_out_of_the_sample_fingerprint(tiny_config
     assert fingerprints(tiny_config(teacher__retry_truncated={"enabled": True}))["sample"] != base
 
 
+def test_effort_budgets_enter_the_sample_fingerprint_only_when_set(tiny_config):
+    from distill.pipeline import fingerprints
+
+    api = {"backend": "openai", "openai": {"reasoning_effort": "low", "endpoints": ["http://127.0.0.1:1/v1"]}}
+    base = fingerprints(tiny_config(teacher__model="m", **{f"teacher__{k}": v for k, v in api.items()}))["sample"]
+    moved = tiny_config(teacher__model="m", teacher__backend="openai",
+                        teacher__openai={**api["openai"], "endpoints": ["http://10.0.0.1:8000/v1"]})
+    assert fingerprints(moved)["sample"] == base  # where the server is does not change the traces
+    capped = tiny_config(teacher__model="m", teacher__backend="openai",
+                         teacher__openai={**api["openai"], "effort_max_tokens": {"low": 300}})
+    assert fingerprints(capped)["sample"] != base
+
+
 @pytest.mark.slow
 def test_pipeline_retries_truncated_toy_teacher_samples_and_records_totals(tiny_config):
     from distill.pipeline import run

@@ -40,6 +40,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from distill.http_util import retry_after_seconds, scrub_secret
@@ -53,6 +54,31 @@ log = logging.getLogger(__name__)
 # thinking budget, and max_tokens counts reasoning + answer, so the effort caps the whole completion:
 # low ~ a short check, medium ~ a typical competition-math trace, high = R1's own 32k generation limit.
 EFFORT_MAX_TOKENS: dict[str, int] = {"low": 1024, "medium": 8192, "high": 32768}
+
+
+def effort_caps(spec: Mapping[str, int] | str | None) -> dict[str, int]:
+    """The max_tokens cap per reasoning_effort level: the defaults, a mapping, or a sweep's file.
+
+    A path names the ``reasoning_effort.json`` that ``eval.budget_sweep`` writes: its thinking
+    budgets were measured on the curve, and each cap adds the sweep's answer allowance, because
+    here max_tokens bounds thinking and answer together.
+    """
+    if spec is None:
+        return dict(EFFORT_MAX_TOKENS)
+    if isinstance(spec, str):
+        try:
+            data = json.loads(Path(spec).read_text(encoding="utf-8"))
+            thinking = data["max_thinking_tokens"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"effort budgets file {spec}: not a budget sweep's reasoning_effort.json ({exc})") from None
+        answer = int(data.get("answer_tokens", 0))
+        spec = {level: int(tokens) + answer for level, tokens in thinking.items()}
+    caps = {**EFFORT_MAX_TOKENS, **{str(k): int(v) for k, v in spec.items()}}
+    if unknown := set(caps) - set(EFFORT_MAX_TOKENS):
+        raise ValueError(f"effort budgets: unknown level(s) {sorted(unknown)}; use low, medium, high")
+    if any(v < 1 for v in caps.values()):
+        raise ValueError("effort budgets must be at least 1 token")
+    return caps
 
 # Statuses worth another try: rate limiting, request timeout and transient server trouble.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -122,10 +148,12 @@ class OpenAISampler:
                  max_retries: int = 5, backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
                  reasoning_effort: str | None = None, send_n: bool = False,
                  prices: Mapping[str, Any] | None = None, tokenizer: str | None = None,
-                 extra_body: Mapping[str, Any] | None = None, trust_env: bool = True, **_: Any):
+                 extra_body: Mapping[str, Any] | None = None, trust_env: bool = True,
+                 effort_max_tokens: Mapping[str, int] | str | None = None, **_: Any):
         urls = [u.rstrip("/") for u in (["http://127.0.0.1:8000/v1"] if endpoints is None else endpoints)]
         if not urls:
             raise ValueError("openai backend: at least one endpoint is needed")
+        self.effort_caps = effort_caps(effort_max_tokens)
         if reasoning_effort is not None and reasoning_effort not in EFFORT_MAX_TOKENS:
             raise ValueError(f"reasoning_effort must be one of {sorted(EFFORT_MAX_TOKENS)}, got {reasoning_effort!r}")
         self.name = str(served_model or model)
@@ -262,7 +290,7 @@ class OpenAISampler:
         """``params.max_tokens``, capped by the reasoning-effort budget when one is set."""
         if self.reasoning_effort is None:
             return params.max_tokens
-        return min(params.max_tokens, EFFORT_MAX_TOKENS[self.reasoning_effort])
+        return min(params.max_tokens, self.effort_caps[self.reasoning_effort])
 
     async def _run_job(self, slots: asyncio.Queue, job: _Job) -> list[Completion]:
         """Never raises for a request's own failure: the result is completions or recorded errors.
