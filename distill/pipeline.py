@@ -79,6 +79,8 @@ def stage_config(config: RunConfig, stage: str) -> dict[str, Any]:
         # effort_max_tokens only once set, so runs made before the key keep their fingerprints
         teacher["openai"] = {k: teacher["openai"][k] for k in OPENAI_OUTPUT_KEYS if k in teacher["openai"]
                              and (k != "effort_max_tokens" or teacher["openai"][k] is not None)}
+        if teacher["openai"].get("effort_max_tokens") is not None:  # by value, whether mapping or file
+            teacher["openai"]["effort_max_tokens"] = _resolved_effort_caps(teacher["openai"]["effort_max_tokens"])
     sections: dict[str, dict[str, Any]] = {
         "sample": {"problems": config.section("problems"), "teacher": teacher},
         "filter": {"filter": _filter_fingerprint_section(config)},
@@ -88,6 +90,16 @@ def stage_config(config: RunConfig, stage: str) -> dict[str, Any]:
         "push": {"hub": config.section("hub")},
     }
     return sections[stage]
+
+
+def _resolved_effort_caps(spec: Any) -> dict[str, int]:
+    """The caps per level: a budget-sweep file counts by its contents, not its path."""
+    from teachers.backends.openai_http import effort_caps
+
+    try:
+        return effort_caps(spec)
+    except ValueError as exc:
+        raise UserError(f"teacher.openai.effort_max_tokens: {exc}") from None
 
 
 def _filter_fingerprint_section(config: RunConfig) -> dict[str, Any]:

@@ -119,7 +119,7 @@ def test_operational_teacher_keys_stay_out_of_the_sample_fingerprint(tiny_config
     assert fingerprints(tiny_config(teacher__retry_truncated={"enabled": True}))["sample"] != base
 
 
-def test_effort_budgets_enter_the_sample_fingerprint_only_when_set(tiny_config):
+def test_effort_budgets_enter_the_sample_fingerprint_only_when_set(tiny_config, tmp_path):
     from distill.pipeline import fingerprints
 
     api = {"backend": "openai", "openai": {"reasoning_effort": "low", "endpoints": ["http://127.0.0.1:1/v1"]}}
@@ -130,6 +130,15 @@ def test_effort_budgets_enter_the_sample_fingerprint_only_when_set(tiny_config):
     capped = tiny_config(teacher__model="m", teacher__backend="openai",
                          teacher__openai={**api["openai"], "effort_max_tokens": {"low": 300}})
     assert fingerprints(capped)["sample"] != base
+    # A sweep's file counts by its contents: a moved copy keeps the fingerprint, a re-run sweep changes it.
+    for name in ("a.json", "b.json"):
+        (tmp_path / name).write_text(json.dumps({"max_thinking_tokens": {"low": 236}, "answer_tokens": 64}))
+    from_file = [fingerprints(tiny_config(teacher__model="m", teacher__backend="openai", teacher__openai={
+        **api["openai"], "effort_max_tokens": str(tmp_path / name)}))["sample"] for name in ("a.json", "b.json")]
+    assert from_file[0] == from_file[1] == fingerprints(capped)["sample"]  # 236 + 64 = 300, as the mapping
+    (tmp_path / "b.json").write_text(json.dumps({"max_thinking_tokens": {"low": 1000}, "answer_tokens": 64}))
+    assert fingerprints(tiny_config(teacher__model="m", teacher__backend="openai", teacher__openai={
+        **api["openai"], "effort_max_tokens": str(tmp_path / "b.json")}))["sample"] != from_file[0]
 
 
 @pytest.mark.slow
