@@ -161,7 +161,12 @@ def extract_code(answer_text: str) -> str | None:
 
 
 def same_stdout(actual: str, expected: str) -> bool:
-    """Token-wise equality, as judges compare: whitespace and line ends do not matter; floats within 1e-6."""
+    """Token-wise equality, as judges compare: whitespace and line ends do not matter; floats within 1e-6.
+
+    Integers compare exactly: a relative tolerance would let ``999999999`` pass for
+    ``1000000000`` (modular answers, large counts), so the tolerance applies only when
+    a token is written as a float (it has ``.``, ``e`` or ``E``).
+    """
     a, b = actual.split(), expected.split()
     if a == b:
         return True
@@ -170,7 +175,14 @@ def same_stdout(actual: str, expected: str) -> bool:
     return all(x == y or _close(x, y) for x, y in zip(a, b))
 
 
+_INT_TOKEN_RE = re.compile(r"[+-]?\d+")
+
+
 def _close(x: str, y: str) -> bool:
+    if _INT_TOKEN_RE.fullmatch(x) and _INT_TOKEN_RE.fullmatch(y):
+        return int(x) == int(y)  # "007" is 7; but 10**9 is not 10**9 - 1
+    if not any(c in token for token in (x, y) for c in ".eE"):
+        return False  # neither is written as a float: "inf"/"nan" words and the like compare as text
     try:
         u, v = float(x), float(y)
     except ValueError:
@@ -179,13 +191,17 @@ def _close(x: str, y: str) -> bool:
 
 
 def same_value(actual: Any, expected: Any) -> bool:
-    """Return-value equality (tuples are lists, floats within 1e-6); APPS's ``[expected]`` wrapping also matches."""
+    """Return-value equality (tuples are lists, floats within 1e-6, integers exact).
+
+    APPS's ``[expected]`` wrapping also matches."""
     return _same(actual, expected) or (isinstance(expected, list) and len(expected) == 1 and _same(actual, expected[0]))
 
 
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b or a == b and type(a) is type(b)
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b  # exact: a tolerance would take 10**9 + 7 for 10**9
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return a == b or math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):

@@ -381,3 +381,35 @@ def test_output_comparison():
     assert not same_stdout("3", "4") and not same_stdout("3 4", "3")
     assert same_value((1, 2), [1, 2]) and same_value(3, [3]) and same_value(0.1 + 0.2, 0.3)
     assert not same_value(True, 1) and not same_value([1], [1, 2]) and not same_value("1", 1)
+
+
+@pytest.mark.parametrize("actual, expected, same", [
+    ("1000000000", "999999999", False),  # integers compare exactly, however large
+    ("1000000007", "1000000000", False),
+    ("-5", "-5", True),
+    ("007", "7", True),
+    ("+3", "3", True),
+    ("0.3333333", "0.33333334", True),  # floats within 1e-6
+    ("1000000000.0", "999999999.5", True),  # one side written as a float: the tolerance applies
+    ("1e9", "1000000000", True),
+    ("1E9", "999999999", True),
+    ("0.5", "0.6", False),
+    ("nan", "NaN", False),  # words, not floats
+    ("abc", "abd", False),
+])
+def test_stdout_tokens_integers_are_exact_floats_tolerant(actual, expected, same):
+    assert same_stdout(actual, expected) is same
+
+
+@pytest.mark.parametrize("actual, expected, same", [
+    (10**9, 10**9 + 7, False),
+    (10**18, 10**18 + 1, False),
+    (123, 123, True),
+    ([10**9], [10**9 + 1], False),
+    (1e9, 10**9 + 1, True),  # one side is a float: the tolerance applies
+    (0.1 + 0.2, 0.3, True),
+    (2, 2.0, True),
+    (0.5, 0.6, False),
+])
+def test_return_values_integers_are_exact_floats_tolerant(actual, expected, same):
+    assert same_value(actual, expected) is same
