@@ -665,17 +665,38 @@ atexit.register(shutdown)
 
 # --------------------------------------------------------------------------- public API
 
-LETTER_RE = re.compile(r"\b([A-J])\b")
+# A choice is a capital letter standing alone: "(B)", "B.", "B:", "B" -- never the article "a" or a unit "J".
+_CHOICE = r"\(?([A-J])\)?(?![A-Za-z0-9])"
+_BOXED_CHOICE_RE = re.compile(r"^\s*" + _CHOICE)
+_STATED_CHOICE_RE = re.compile(r"(?i:answer)(?:\s*(?i:is))?[\s:*]*" + _CHOICE)
+_LAST_LINE_CHOICE_RE = re.compile(r"^\W*" + _CHOICE + r"\W*$")
+
+
+def chosen_letter(answer_text: str) -> str | None:
+    r"""The letter an answer chooses, or None.
+
+    Read strictly, because a loose read inflates multiple-choice scores: the letter that opens
+    ``\boxed{}`` (``\boxed{\text{B. 4 J}}`` is B, not the unit J); without a box, the last
+    "answer is (X)" / "Answer: X", else a final line that is only a letter. Lower-case letters never
+    count, so "I pick a value" chooses nothing.
+    """
+    boxed = last_boxed(answer_text)
+    if boxed is not None:
+        inner = re.sub(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}", r"\1", boxed)
+        m = _BOXED_CHOICE_RE.match(inner)
+        return m.group(1) if m else None
+    stated = _STATED_CHOICE_RE.findall(answer_text)
+    if stated:
+        return stated[-1]
+    lines = [line for line in answer_text.strip().splitlines() if line.strip()]
+    m = _LAST_LINE_CHOICE_RE.match(lines[-1]) if lines else None
+    return m.group(1) if m else None
 
 
 def verify_choice(answer_text: str, reference: str) -> Check:
-    boxed = last_boxed(answer_text)
-    source = boxed if boxed is not None else answer_text
-    m = re.search(r"(?:answer(?: is)?:?\s*\(?)([A-J])\b", source, re.IGNORECASE) if boxed is None else None
-    letters = LETTER_RE.findall(source.upper()) if m is None else [m.group(1).upper()]
-    if not letters:
+    choice = chosen_letter(answer_text)
+    if choice is None:
         return Check(False, "", "no_answer")
-    choice = letters[-1]
     ok = choice == reference.strip().upper()
     return Check(ok, choice, "correct" if ok else "wrong")
 

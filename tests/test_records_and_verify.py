@@ -89,6 +89,19 @@ def test_multiple_choice_by_letter(text, ok):
     assert verify_answer("multiple_choice", text, "B").correct is ok
 
 
+@pytest.mark.parametrize("text, letter", [
+    ("\\boxed{B}", "B"), ("\\boxed{(D)}", "D"), ("\\boxed{\\text{B. 4 J}}", "B"),  # not the unit J
+    ("The answer is (B).", "B"), ("Answer: C", "C"), ("**Answer:** **A**", "A"), ("Final answer: D) 42", "D"),
+    ("Option A is wrong; the answer is C.", "C"), ("I think\n(B)", "B"),
+    ("...so I pick a value.", None),  # the article "a" is no choice
+    ("The answer is a bit unclear", None), ("the answer is: (b)", None), ("\\boxed{4 J}", None),
+    ("no letter here", None)])
+def test_multiple_choice_reads_the_chosen_letter_strictly(text, letter):
+    check = verify_choice(text, "A")
+    assert (check.extracted or None) == letter
+    assert check.status == ("no_answer" if letter is None else "correct" if letter == "A" else "wrong")
+
+
 def test_split_reasoning_four_forms():
     inline = split_reasoning("<think>\nstep\n</think>\n\n\\boxed{1}")
     field = split_reasoning("\\boxed{1}", reasoning_field="step")
