@@ -40,6 +40,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -54,6 +55,11 @@ NOBODY = 65534
 STARTUP_GRACE_S = 0.5
 STDERR_KEEP = 8192
 RESULT_MARK = "\n@@distill-result@@"
+PROBE_PROGRAM = "print('ok')"
+PROBE_TIME_LIMIT_S = 5.0
+# Setups (bwrap, python, uid, limits) whose probe passed in this process: probed once, not per answer.
+_PROBED_OK: set[str] = set()
+_PROBED_LOCK = threading.Lock()
 
 # --------------------------------------------------------------------------- tests
 
@@ -298,6 +304,34 @@ class Sandbox:
         self.cfg = cfg or SandboxConfig()
         self.python = self.cfg.python or default_python()
         self.as_nobody = os.geteuid() == 0
+        self._probe: str | None = None  # why the probe failed; checked once per Sandbox
+        self._probed = False
+
+    # ---- probe
+
+    def setup_problem(self) -> str | None:
+        """Why this sandbox cannot run Python at all, or None when ``print('ok')`` runs.
+
+        Why a probe: bwrap reports the child's pid before it mounts anything, so a setup
+        failure after that (a ``--ro-bind`` source that is missing or unreadable by
+        nobody, prlimit or python that cannot be executed) looks like a program that
+        exited 1.  Run once per Sandbox (and once per process for a setup that worked),
+        a failed probe makes every run ``error_infra`` with its reason, never wrong.
+        """
+        if self._probed:
+            return self._probe
+        key = json.dumps([self.cfg.model_dump(mode="json"), self.python, self.as_nobody], sort_keys=True)
+        with _PROBED_LOCK:
+            known_good = key in _PROBED_OK
+        if not known_good:
+            run = self._run_program(PROBE_PROGRAM, "", (), None, max(self.cfg.time_limit_s, PROBE_TIME_LIMIT_S))
+            if run.outcome == "ok" and run.stdout.strip() == "ok":
+                with _PROBED_LOCK:
+                    _PROBED_OK.add(key)
+            else:
+                self._probe = run.detail or _last_exception(run.stderr) or f"{run.outcome}, exit code {run.exit_code}"
+        self._probed = True
+        return self._probe
 
     # ---- command line
 
@@ -315,9 +349,9 @@ class Sandbox:
             self.cfg.bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
             "--uid", str(NOBODY), "--gid", str(NOBODY), "--hostname", "sandbox",
-            *binds, *_python_binds(self.python),
-            "--proc", "/proc", "--dev", "/dev",
+            *binds, "--proc", "/proc", "--dev", "/dev",
             "--size", str(c.tmpfs_mb * 1024 * 1024), "--tmpfs", "/tmp", "--chdir", "/tmp",
+            *_python_binds(self.python),  # after the /tmp tmpfs, which would hide an interpreter under /tmp
             "--ro-bind", box, "/box", "--remount-ro", "/", "--json-status-fd", str(status_fd),
             "--", "prlimit", f"--cpu={cpu}:{cpu + 1}", f"--as={c.memory_mb * 1024 * 1024}",
             f"--nproc={c.nproc}", f"--fsize={c.max_file_mb * 1024 * 1024}", f"--nofile={c.nofile}",
@@ -329,7 +363,13 @@ class Sandbox:
     def run(self, program: str, stdin: str = "", argv: Sequence[str] = (), files: dict[str, str] | None = None,
             time_limit_s: float | None = None) -> RunResult:
         """Run ``program`` as ``/box/main.py`` (``files`` beside it) with ``stdin``; never raises for what it does."""
-        limit = time_limit_s or self.cfg.time_limit_s
+        problem = self.setup_problem()
+        if problem is not None:
+            return RunResult("error_infra", None, "", "", 0.0, f"sandbox failed its probe run: {problem}")
+        return self._run_program(program, stdin, argv, files, time_limit_s or self.cfg.time_limit_s)
+
+    def _run_program(self, program: str, stdin: str, argv: Sequence[str], files: dict[str, str] | None,
+                     limit: float) -> RunResult:
         box = tempfile.mkdtemp(prefix="distill-box-")
         try:
             os.chmod(box, 0o755)
@@ -419,6 +459,8 @@ class Sandbox:
         if not started and killed_for is None:
             line = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit code {returncode}"
             return result("error_infra", f"sandbox failed to start: {line}")
+        if killed_for is None and _setup_failed(exit_code, returncode, stdout, stderr):
+            return result("error_infra", f"sandbox failed to set up: {stderr.strip().splitlines()[0][:300]}")
         if killed_for == "OLE":
             return result("OLE", f"output over {self.cfg.max_output_bytes} bytes")
         if killed_for == "TLE":
@@ -490,6 +532,20 @@ def _short(text: str, n: int = 80) -> str:
 def _status_exit_code(status: bytes) -> int | None:
     m = re.search(rb'"exit-code"\s*:\s*(-?\d+)', status)
     return int(m.group(1)) if m else None
+
+
+def _setup_failed(exit_code: int | None, returncode: int | None, stdout: str, stderr: str) -> bool:
+    """Did bwrap or prlimit fail before the program started (after bwrap had reported its child)?
+
+    bwrap dies with exit 1 and a ``bwrap: `` message and, unlike a program that ran,
+    writes no exit code to its status fd; prlimit that cannot exec the interpreter
+    exits 126/127 with ``prlimit: failed to execute``.
+    """
+    if stdout:
+        return False
+    if exit_code is None and returncode == 1 and stderr.startswith("bwrap: "):
+        return True
+    return exit_code in (126, 127) and stderr.startswith("prlimit: failed to execute")
 
 
 def _last_exception(stderr: str) -> str:

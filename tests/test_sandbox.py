@@ -343,6 +343,53 @@ def test_a_sandbox_that_cannot_start_is_error_infra_never_pass_or_fail(bwrap):
     assert check.status == "error_infra" and not check.correct
 
 
+@pytest.fixture
+def copied_python():
+    """A copy of the system interpreter in a folder of its own, outside /usr (removed afterwards)."""
+    import sys
+    import tempfile
+
+    source = os.path.realpath("/usr/bin/python3") if os.path.exists("/usr/bin/python3") else sys.executable
+    folder = Path(tempfile.mkdtemp(prefix="distill-test-python-"))
+    (folder / "bin").mkdir()
+    shutil.copy2(source, folder / "bin" / "python3")
+    folder.chmod(0o755)
+    yield folder
+    if folder.exists():
+        folder.chmod(0o755)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@needs_bwrap
+@pytest.mark.parametrize("python", ["/opt/nonexistent/bin/python3", "/usr/bin/no-such-python"])
+def test_a_python_the_sandbox_cannot_start_is_error_infra_not_wrong(python, host_unchanged):
+    cfg = SandboxConfig(python=python, time_limit_s=1.0)
+    status, result = check_code(fenced("print(3)"), {"inputs": [""], "outputs": ["3"]}, cfg)
+    assert (status, result.outcome) == ("error_infra", "error_infra"), result
+    assert "probe" in result.detail and ("bwrap: " in result.detail or "prlimit: " in result.detail)
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs bwrap as nobody")
+def test_a_python_nobody_cannot_read_is_error_infra(copied_python, host_unchanged):
+    copied_python.chmod(0o700)
+    cfg = SandboxConfig(python=str(copied_python / "bin" / "python3"), time_limit_s=1.0)
+    status, result = check_code(fenced("print(3)"), {"inputs": [""], "outputs": ["3"]}, cfg)
+    assert (status, result.outcome) == ("error_infra", "error_infra"), result
+
+
+@needs_bwrap
+def test_a_setup_failure_after_a_good_probe_is_error_infra(copied_python, host_unchanged):
+    """The probe passed, then the interpreter went away: bwrap's own failure is still not the program's."""
+    sandbox = Sandbox(SandboxConfig(python=str(copied_python / "bin" / "python3"), time_limit_s=1.0))
+    assert sandbox.run("print(1)").stdout.strip() == "1"
+    shutil.rmtree(copied_python)
+    run = sandbox.run("print(1)")
+    assert run.outcome == "error_infra" and run.detail.startswith("sandbox failed to set up: bwrap: "), run
+    # a program that only pretends to be bwrap failing is judged as the program it is
+    assert Sandbox(FAST).run("import sys\nsys.stderr.write('bwrap: x')\nsys.exit(1)").outcome == "runtime_error"
+
+
 def test_error_infra_traces_are_counted_apart_in_the_filter():
     from distill.filter import filter_traces
     from tests.test_records_and_verify import make_trace
