@@ -209,7 +209,7 @@ class SandboxConfig(Strict):
     nproc: int = Field(16, ge=2, description="processes the program may have at once")
     max_file_mb: int = Field(16, ge=1, description="largest file it may write")
     nofile: int = Field(64, ge=16, description="open files")
-    tmpfs_mb: int = Field(64, ge=1, description="size of its private /tmp")
+    tmpfs_mb: int = Field(64, ge=1, description="size of its private /tmp, and of its /dev/shm (/dev is read-only)")
     max_tests: Optional[int] = Field(None, ge=1, description="run at most this many test cases per problem")
     workers: Optional[int] = Field(None, ge=1, description="sandboxes run at once (default: CPUs, at most 8)")
 

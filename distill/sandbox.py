@@ -349,7 +349,10 @@ class Sandbox:
             self.cfg.bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
             "--uid", str(NOBODY), "--gid", str(NOBODY), "--hostname", "sandbox",
-            *binds, "--proc", "/proc", "--dev", "/dev",
+            *binds, "--proc", "/proc",
+            # /dev is a tmpfs of bwrap's at the kernel's default size (half the RAM, not counted by RLIMIT_AS):
+            # read-only, its device nodes still work; /dev/shm (semaphores) gets a capped tmpfs of its own
+            "--dev", "/dev", "--remount-ro", "/dev", "--size", str(c.tmpfs_mb * 1024 * 1024), "--tmpfs", "/dev/shm",
             "--size", str(c.tmpfs_mb * 1024 * 1024), "--tmpfs", "/tmp", "--chdir", "/tmp",
             *_python_binds(self.python),  # after the /tmp tmpfs, which would hide an interpreter under /tmp
             "--ro-bind", box, "/box", "--remount-ro", "/", "--json-status-fd", str(status_fd),

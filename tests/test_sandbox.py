@@ -135,6 +135,21 @@ def test_writing_outside_its_temp_dir_leaves_the_host_unchanged(host_unchanged):
 
 
 @needs_bwrap
+def test_dev_is_read_only_and_dev_shm_is_capped(host_unchanged):
+    """/dev and /dev/shm are tmpfs, host RAM that RLIMIT_AS does not count: neither may grow unbounded."""
+    sandbox = Sandbox(SandboxConfig(time_limit_s=2.0, tmpfs_mb=4, max_file_mb=64))
+    run = sandbox.run("open('/dev/x', 'w').write('x')")
+    assert run.outcome == "blocked" and "Read-only" in run.detail, run
+    over = sandbox.run("open('/dev/shm/x', 'wb').write(b'x' * (8 << 20))")  # 8 MB into a 4 MB /dev/shm
+    assert over.outcome != "ok" and "No space left" in over.stderr, over
+    within = sandbox.run("open('/dev/shm/x', 'wb').write(b'x' * (1 << 20))\nprint('ok')")
+    assert within.outcome == "ok", within
+    devices = sandbox.run("open('/dev/null', 'w').write('x')\nprint(len(open('/dev/zero', 'rb').read(3)), "
+                          "len(open('/dev/urandom', 'rb').read(3)))\nimport multiprocessing\nmultiprocessing.Lock()")
+    assert devices.outcome == "ok" and devices.stdout.split() == ["3", "3"], devices
+
+
+@needs_bwrap
 def test_secrets_in_the_environment_and_token_files_are_unreachable(tmp_path, monkeypatch, host_unchanged):
     secret = f"hf_secret_{uuid.uuid4().hex}"
     home = tmp_path / "home"
