@@ -277,6 +277,8 @@ class CodeResult:
 _BLOCKED_RE = re.compile(
     r"^(?:PermissionError|BlockingIOError|ConnectionRefusedError|socket\.gaierror|OSError: \[Errno (?:1|11|13|30|99|101)\]"
     r"|\w*Error: \[Errno (?:1|11|13|30|99|101|111)\])")
+# CPython ignores SIGXFSZ, so a write past RLIMIT_FSIZE raises EFBIG (27); a full /tmp or /dev/shm raises ENOSPC (28).
+_FILE_LIMIT_RE = re.compile(r"^\w*Error: \[Errno (?:27|28)\]")
 _EXC_LINE_RE = re.compile(r"^[\w.]+(?:Error|Exception|Exit)\b.*$|^[\w.]+: .*$", re.MULTILINE)
 
 
@@ -477,6 +479,8 @@ class Sandbox:
         last = _last_exception(stderr)
         if "MemoryError" in last or "Cannot allocate memory" in stderr or "std::bad_alloc" in stderr:
             return result("MLE", last or "out of memory")
+        if _FILE_LIMIT_RE.match(last):
+            return result("OLE", f"file size limit: {last}")
         if _BLOCKED_RE.match(last):
             return result("blocked", last)
         if code is not None and code > 128:
