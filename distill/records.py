@@ -33,8 +33,18 @@ class Problem:
     tests: Any = None
 
     def __post_init__(self) -> None:
-        if self.kind == "code" and self.tests is not None and not self.answer:
-            self.answer = json.dumps(self.tests, ensure_ascii=False)
+        """A code problem's tests are its reference, even when the row also has an ``answer``.
+
+        The sandbox grades code against tests only; an ``answer`` beside them (often a
+        reference program) would otherwise stand in for the tests and fail every trace.
+        It moves to ``solution`` when that is empty, so it is not lost.
+        """
+        if self.kind != "code" or self.tests is None:
+            return
+        reference = self.tests if isinstance(self.tests, str) else json.dumps(self.tests, ensure_ascii=False)
+        if self.answer and not _same_json(self.answer, reference) and not self.solution:
+            self.solution = self.answer
+        self.answer = reference
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Problem":
@@ -86,6 +96,16 @@ class Verdict:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Verdict":
         return _from_dict(cls, data)
+
+
+def _same_json(a: str, b: str) -> bool:
+    """Do two texts hold the same JSON value (a problem read back holds its tests as ``answer`` already)?"""
+    if a == b:
+        return True
+    try:
+        return json.loads(a) == json.loads(b)
+    except ValueError:
+        return False
 
 
 def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
