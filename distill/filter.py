@@ -85,6 +85,11 @@ def quality_reason(trace: Trace, cfg: FilterConfig) -> str | None:
     """The answer's format and the reasoning's quality (distill.quality), cheapest first."""
     if not has_final_answer(trace.kind, trace.answer_text):
         return "no_answer"
+    return reasoning_quality_reason(trace, cfg)
+
+
+def reasoning_quality_reason(trace: Trace, cfg: FilterConfig) -> str | None:
+    """The quality checks after the answer's format: what a judge's "correct" for an unboxed answer cannot excuse."""
     if cfg.reject_conflicting_answers and trace.kind == "math" and conflicting_boxes(trace.answer_text):
         return "conflicting_answers"
     if cfg.max_foreign_script is not None and \
@@ -146,7 +151,8 @@ def filter_traces(traces: Iterable[Trace], cfg: FilterConfig,
     if llm_judge is not None:
         from distill.judge import apply_judge
 
-        audit, judge_stats = apply_judge(llm_judge, traces, final, set(todo), cfg.judge)
+        audit, judge_stats = apply_judge(llm_judge, traces, final, set(todo), cfg.judge,
+                                         recheck=lambda trace: reasoning_quality_reason(trace, cfg))
     pass_rates = problem_pass_rates(traces, final)
     _apply_pass_rate_band(final, pass_rates, cfg.pass_rate_band)
     _select_per_problem(traces, final, cfg)

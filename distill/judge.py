@@ -20,7 +20,7 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from distill.quality import prompt_text
 from distill.records import Trace, Verdict
@@ -69,16 +69,30 @@ def _read_reply(text: str) -> tuple[bool | None, str]:
 
 
 def apply_judge(judge: LLMJudge, traces: list[Trace], verdicts: list[Verdict], verified: set[int],
-                cfg: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
+                cfg: Any, recheck: Optional[Callable[[Trace], Optional[str]]] = None,
+                ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Let the judge decide the undecided traces (in place) and audit a sample of the decided ones.
 
     ``verified`` holds the indices that reached the verifier: an undecided trace is one
     there with a status in ``cfg.on`` (an ``error_infra`` from a problem-level reason or
     a failed sampling call is not the verifier's, so it is never judged), or a
     ``no_answer`` from the format check.  Returns (disagreements, counts).
+
+    ``recheck`` (the filter's quality checks after the answer's format) runs first on the
+    ``no_answer`` traces: the format check stopped at the missing box, so a looping or
+    language-mixing trace never met those checks, and a judge's "correct" must not keep
+    it.  When one trips, its reason stands and the trace is not judged.
     """
     undecided = [i for i, v in enumerate(verdicts) if traces[i].kind in JUDGE_KINDS and v.reason in cfg.on
                  and (i in verified or v.reason == "no_answer")]
+    rejected_first = 0
+    if recheck is not None:
+        for i in [i for i in undecided if verdicts[i].reason == "no_answer"]:
+            reason = recheck(traces[i])
+            if reason is not None:
+                verdicts[i].reason = reason
+                undecided.remove(i)
+                rejected_first += 1
     rng = random.Random(cfg.seed)
     decided = [i for i in sorted(verified) if traces[i].kind in JUDGE_KINDS and verdicts[i].reason in ("kept", "wrong")]
     audited = [i for i in decided if rng.random() < cfg.audit_fraction]
@@ -87,6 +101,8 @@ def apply_judge(judge: LLMJudge, traces: list[Trace], verdicts: list[Verdict], v
                             for i in chosen])
     audit: list[dict[str, Any]] = []
     stats: Counter[str] = Counter(judged=len(chosen), audited=len(audited))
+    if rejected_first:
+        stats["rejected_by_quality_checks"] = rejected_first
     for n, (i, (says, reply)) in enumerate(zip(chosen, replies)):
         v, t = verdicts[i], traces[i]
         rule_reason = v.reason

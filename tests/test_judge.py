@@ -102,3 +102,16 @@ def test_judge_config_runs_end_to_end_with_the_toy_teacher(tiny_config):
     summary = json.loads((out / "funnel.json").read_text())
     assert summary["judge"]["judged"] >= 1  # the toy teacher rarely says CORRECT/INCORRECT: mostly unreadable
     assert (out / "judge_audit.jsonl").is_file()
+
+
+def test_judge_cannot_keep_an_unboxed_trace_the_quality_checks_reject():
+    """The format check stops at the missing box; the checks after it still run before the judge may keep it."""
+    loop = "Let me add the two numbers again to be completely sure of it. " * 40
+    traces = [make_trace(sample_index=0, reasoning=loop, answer_text="So the answer is 3."),  # looping, unboxed
+              make_trace(sample_index=1, reasoning="Two plus one is three.", answer_text="So the answer is 3.")]
+    assert [v.reason for v in filter_traces(traces, FilterConfig()).verdicts] == ["no_answer", "no_answer"]
+    sampler = ScriptedJudge()
+    result = filter_traces(traces, FilterConfig(judge=JudgeConfig(enabled=True)), llm_judge=judge_for(sampler))
+    assert [v.reason for v in result.verdicts] == ["repetition", "kept"]
+    assert len(sampler.prompts) == 1  # the looping trace was never sent to the judge
+    assert result.judge_stats["rejected_by_quality_checks"] == 1
