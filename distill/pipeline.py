@@ -115,7 +115,23 @@ def _filter_fingerprint_section(config: RunConfig) -> dict[str, Any]:
         section.pop("pass_rate_band")
     if not section["judge"]["enabled"]:
         section.pop("judge")
+    else:
+        section["judge"] = _judge_fingerprint_section(section["judge"])
     return section
+
+
+def _judge_fingerprint_section(judge: dict[str, Any]) -> dict[str, Any]:
+    """The judge settings that change verdicts: which model answers and how, not where it is reached, how fast,
+    in what batches or at what price; with model 'teacher' the teacher's own settings (in the sample fingerprint,
+    upstream) decide, so the judge's backend and openai options do not."""
+    judge.pop("batch_size")
+    if judge["model"] == "teacher" or judge["backend"] != "openai":
+        judge.pop("openai")
+    else:
+        judge["openai"] = {k: judge["openai"][k] for k in OPENAI_OUTPUT_KEYS if k in judge["openai"]}
+    if judge["model"] == "teacher":
+        judge.pop("backend")
+    return judge
 
 
 def fingerprints(config: RunConfig) -> dict[str, str]:

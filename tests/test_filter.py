@@ -216,3 +216,26 @@ def test_filter_fingerprint_ignores_where_bwrap_lives_but_not_the_limits(tiny_co
     assert fingerprints(tiny_config(filter__pass_rate_band=[0.1, 0.9]))["filter"] != base
     assert fingerprints(tiny_config(filter__judge={"enabled": False, "model": "x"}))["filter"] == base
     assert fingerprints(tiny_config(filter__judge={"enabled": True}))["filter"] != base
+
+
+def test_filter_fingerprint_ignores_operational_judge_settings(tiny_config):
+    """Where the judge is reached, how fast, in what batches and at what price do not change the verdicts."""
+    from distill.pipeline import fingerprints
+
+    def fp(**judge):
+        return fingerprints(tiny_config(filter__judge={"enabled": True, **judge}))["filter"]
+
+    api = {"model": "judge-m", "backend": "openai"}
+    base = fp(**api)
+    moved = {"endpoints": ["https://elsewhere/v1"], "api_key_env": "OTHER_KEY", "max_concurrency": 3,
+             "timeout_s": 5.0, "max_retries": 1, "backoff_base_s": 0.5, "backoff_max_s": 2.0,
+             "prices": {"input_cache_hit_per_m": 0.1, "input_cache_miss_per_m": 1.0, "output_per_m": 2.0}}
+    assert fp(**api, openai=moved, batch_size=3) == base
+    assert fp(**api, openai={"reasoning_effort": "low"}) != base  # what the judge is asked does count
+    assert fp(**api, openai={"served_model": "other"}) != base
+    assert fp(**api, max_tokens=8) != base and fp(model="other-m", backend="openai") != base
+    # the judge is the teacher: the teacher's settings count (upstream), the judge's backend options do not
+    teacher = fp(model="teacher")
+    assert fp(model="teacher", backend="vllm", openai={"reasoning_effort": "high"}) == teacher
+    # another backend than openai: its openai options are not used
+    assert fp(model="m", backend="vllm", openai={"reasoning_effort": "high"}) == fp(model="m", backend="vllm")
