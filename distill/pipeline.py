@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 # Bump a stage's version when its code changes what it produces.
 STAGE_VERSIONS = {"sample": "1", "filter": "1", "train": "1", "export": "1", "eval": "1", "push": "1"}
+# Enters the filter fingerprint only when the run has code problems, so math-only runs keep theirs: bump it when
+# the sandbox's verdicts change (before "bwrap-1", every code trace was error_infra).
+CODE_VERIFIER = "bwrap-1"
 UPSTREAM = {
     "sample": [],
     "filter": ["sample"],
@@ -117,7 +120,20 @@ def _filter_fingerprint_section(config: RunConfig) -> dict[str, Any]:
         section.pop("judge")
     else:
         section["judge"] = _judge_fingerprint_section(section["judge"])
+    if _has_code_problems(config):
+        section["code_verifier"] = CODE_VERIFIER
     return section
+
+
+def _has_code_problems(config: RunConfig) -> bool:
+    """Does the run train on code problems (JSONL rows of kind 'code'; generated and published traces are math)?"""
+    p = config.problems
+    if p.source != "jsonl" or p.train_path is None or config.teacher.kind == "dataset":
+        return False
+    try:
+        return any(problem.kind == "code" for problem in load_jsonl_problems(p.train_path, limit=p.train_size))
+    except (UserError, OSError, ValueError):  # an unreadable file fails the sample stage, with its own message
+        return False
 
 
 def _judge_fingerprint_section(judge: dict[str, Any]) -> dict[str, Any]:

@@ -239,3 +239,26 @@ def test_filter_fingerprint_ignores_operational_judge_settings(tiny_config):
     assert fp(model="teacher", backend="vllm", openai={"reasoning_effort": "high"}) == teacher
     # another backend than openai: its openai options are not used
     assert fp(model="m", backend="vllm", openai={"reasoning_effort": "high"}) == fp(model="m", backend="vllm")
+
+
+def test_filter_fingerprint_marks_runs_with_code_problems(tiny_config, tmp_path):
+    """Code traces were once all error_infra: a run with code problems must not reuse such filter results,
+    while math-only runs keep their fingerprints (their filter section gains nothing)."""
+    import json
+
+    from distill.pipeline import stage_config
+
+    held = tmp_path / "held.jsonl"
+    held.write_text(json.dumps({"id": "h", "problem": "9 * 9?", "answer": "81"}) + "\n")
+
+    def run_with(name, rows):
+        train = tmp_path / name
+        train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return tiny_config(problems__source="jsonl", problems__train_path=str(train), problems__heldout_path=str(held))
+
+    math_rows = [{"id": "m", "problem": "2 + 2?", "answer": "4"}]
+    code_rows = math_rows + [{"id": "c", "problem": "Square n.", "kind": "code",
+                              "tests": {"inputs": ["3\n"], "outputs": ["9\n"]}}]
+    assert "code_verifier" not in stage_config(tiny_config(), "filter")["filter"]  # generated arithmetic
+    assert "code_verifier" not in stage_config(run_with("math.jsonl", math_rows), "filter")["filter"]
+    assert stage_config(run_with("code.jsonl", code_rows), "filter")["filter"]["code_verifier"] == "bwrap-1"
