@@ -204,7 +204,10 @@ class SandboxConfig(Strict):
     python: Optional[str] = Field(None, description="interpreter inside the sandbox (default /usr/bin/python3); "
                                                    "run as root, it must be readable by uid 65534")
     time_limit_s: float = Field(2.0, gt=0, description="wall clock per test case (CPU limit: its ceiling)")
-    memory_mb: int = Field(512, ge=64, description="address-space limit; over it is MLE")
+    memory_mb: int = Field(512, ge=64, description="address-space limit per process; over it is MLE. As root with a "
+                                                   "memory cgroup, also the memory of the whole run (all its processes "
+                                                   "and tmpfs); without one a sandbox may use nproc x memory_mb, times "
+                                                   "the workers running at once")
     max_output_bytes: int = Field(1_000_000, ge=1024, description="stdout read before the program is killed (OLE)")
     nproc: int = Field(16, ge=2, description="processes the program may have at once")
     max_file_mb: int = Field(16, ge=1, description="largest file it may write")

@@ -45,6 +45,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from distill import sandbox_cgroup
 from distill.config import SandboxConfig
 
 log = logging.getLogger(__name__)
@@ -306,6 +307,8 @@ class Sandbox:
         self.cfg = cfg or SandboxConfig()
         self.python = self.cfg.python or default_python()
         self.as_nobody = os.geteuid() == 0
+        # as root, each run gets a memory cgroup: memory_mb then bounds all its processes and tmpfs pages together
+        self.cgroups = sandbox_cgroup.controller()[0] if self.as_nobody else None
         self._probe: str | None = None  # why the probe failed; checked once per Sandbox
         self._probed = False
 
@@ -386,17 +389,34 @@ class Sandbox:
             stdin_path = os.path.join(box, ".stdin")
             with open(stdin_path, "w", encoding="utf-8") as fh:
                 fh.write(stdin)
+            os.chmod(stdin_path, 0o644)  # the cgroup path's shell opens it as nobody
             return self._execute(box, argv, stdin_path, limit)
         finally:
             shutil.rmtree(box, ignore_errors=True)
 
     def _execute(self, box: str, argv: Sequence[str], stdin_path: str, limit: float) -> RunResult:
         started = time.monotonic()
+        try:
+            cgroup = sandbox_cgroup.RunCgroup(self.cgroups, self.cfg.memory_mb * 1024 * 1024) if self.cgroups else None
+        except OSError as exc:
+            return RunResult("error_infra", None, "", "", 0.0, f"sandbox could not create its memory cgroup: {exc}")
+        try:
+            return self._execute_in(box, argv, stdin_path, limit, started, cgroup)
+        finally:
+            if cgroup is not None:
+                cgroup.remove()
+
+    def _execute_in(self, box: str, argv: Sequence[str], stdin_path: str, limit: float, started: float,
+                    cgroup: sandbox_cgroup.RunCgroup | None) -> RunResult:
         status_r, status_w = os.pipe()
+        command = self.command(box, argv, status_w)
+        if cgroup is not None:
+            # a shell that waits until it is in the cgroup, then becomes bwrap: every later process starts inside
+            command = ["/bin/sh", "-c", 'read -r _ && exec "$@" < "$0"', stdin_path, *command]
         try:
             with open(stdin_path, "rb") as stdin:
                 proc = subprocess.Popen(
-                    self.command(box, argv, status_w), stdin=stdin, stdout=subprocess.PIPE,
+                    command, stdin=subprocess.PIPE if cgroup is not None else stdin, stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE, pass_fds=(status_w,), start_new_session=True, env={"PATH": "/usr/bin:/bin"},
                     **({"user": NOBODY, "group": NOBODY, "extra_groups": []} if self.as_nobody else {}))
         except (OSError, subprocess.SubprocessError) as exc:
@@ -404,13 +424,23 @@ class Sandbox:
             os.close(status_w)
             return RunResult("error_infra", None, "", "", 0.0, f"sandbox could not start: {exc}")
         os.close(status_w)
+        if cgroup is not None:
+            try:
+                cgroup.add(proc.pid)
+                proc.stdin.write(b"go\n")
+                proc.stdin.close()
+            except OSError as exc:
+                _kill_group(proc)
+                os.close(status_r)
+                return RunResult("error_infra", None, "", "", 0.0, f"sandbox could not join its memory cgroup: {exc}")
         try:
             out, err, status, killed_for = self._collect(proc, status_r, started + limit + STARTUP_GRACE_S)
         finally:
             _kill_group(proc)
             os.close(status_r)
         wall = time.monotonic() - started
-        return self._classify(proc.returncode, out, err, status, killed_for, wall)
+        oom_kills = cgroup.oom_kills() if cgroup is not None else 0
+        return self._classify(proc.returncode, out, err, status, killed_for, wall, oom_kills)
 
     def _collect(self, proc: subprocess.Popen, status_r: int, deadline: float):
         """Read stdout (capped), the stderr tail and bwrap's status until exit, the deadline or the cap."""
@@ -452,7 +482,7 @@ class Sandbox:
         return bytes(out[: cap + 1]), bytes(err_tail), bytes(status), killed_for
 
     def _classify(self, returncode: int | None, out: bytes, err: bytes, status: bytes, killed_for: str | None,
-                  wall: float) -> RunResult:
+                  wall: float, oom_kills: int = 0) -> RunResult:
         stdout, stderr = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
         started = b'"child-pid"' in status
         exit_code = _status_exit_code(status)
@@ -470,6 +500,8 @@ class Sandbox:
             return result("OLE", f"output over {self.cfg.max_output_bytes} bytes")
         if killed_for == "TLE":
             return result("TLE", f"killed after {wall:.2f}s of wall clock")
+        if oom_kills:
+            return result("MLE", f"over the sandbox's {self.cfg.memory_mb} MB: {oom_kills} process(es) killed")
         if code == 128 + signal.SIGXCPU:
             return result("TLE", "CPU time limit")
         if code == 128 + signal.SIGXFSZ:
@@ -575,7 +607,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:  # pragma: no cover - a process that survives SIGKILL
         log.error("sandbox process %d did not exit after SIGKILL", proc.pid)
-    for stream in (proc.stdout, proc.stderr):
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
 

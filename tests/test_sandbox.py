@@ -139,6 +139,25 @@ def test_writing_outside_its_temp_dir_leaves_the_host_unchanged(host_unchanged):
 
 
 @needs_bwrap
+def test_memory_of_all_its_processes_together_is_capped(host_unchanged):
+    """RLIMIT_AS is per process: four children of 150 MB each fit it, but not the run's 256 MB memory cgroup."""
+    from distill import sandbox_cgroup
+
+    controller, why = sandbox_cgroup.controller()
+    if controller is None or os.geteuid() != 0:
+        pytest.skip(f"no per-run memory cgroup here ({why or 'not root'}): memory is capped per process only")
+    program = ("import os, time\nkids = []\nfor _ in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
+               "        block = b'x' * (150 << 20)\n        time.sleep(0.5)\n        os._exit(0)\n    kids.append(pid)\n"
+               "print([os.waitpid(k, 0)[1] for k in kids])")
+    sandbox = Sandbox(SandboxConfig(time_limit_s=5.0, memory_mb=256, nproc=16))
+    run = sandbox.run(program)
+    assert run.outcome == "MLE" and "process(es) killed" in run.detail, run
+    one = sandbox.run("block = b'x' * (150 << 20)\nprint('ok')")  # one such child alone is fine
+    assert one.outcome == "ok", one
+    assert not list(controller.parent.glob("run-*"))  # each run's cgroup is removed
+
+
+@needs_bwrap
 def test_dev_is_read_only_and_dev_shm_is_capped(host_unchanged):
     """/dev and /dev/shm are tmpfs, host RAM that RLIMIT_AS does not count: neither may grow unbounded."""
     sandbox = Sandbox(SandboxConfig(time_limit_s=2.0, tmpfs_mb=4, max_file_mb=64))
