@@ -60,16 +60,18 @@ def sample_problems(problems: Sequence[Problem], sampler: Sampler, params: Sampl
     """``params.n`` traces per problem, as one batch through the sampler.
 
     ``finish_reason=length`` is a final outcome; with ``retry_max_tokens`` each truncated sample
-    gets exactly one more try at that budget, and whatever the retry returns is what is recorded.
+    gets exactly one more try at that budget, and whatever the retry returns is what is recorded
+    (with the retry's own seed in ``trace.seed``).
     """
     prompts = [build_prompt(p) for p in problems]
     outputs = sampler.generate(prompts, params)
-    retried = _retry_truncated(prompts, outputs, sampler, params, retry_max_tokens) if retry_max_tokens else set()
+    retried = _retry_truncated(prompts, outputs, sampler, params, retry_max_tokens) if retry_max_tokens else {}
     traces = []
     for p, (problem, prompt, completions) in enumerate(zip(problems, prompts, outputs)):
         for i, completion in enumerate(completions):
             if (p, i) in retried:
-                trace = to_trace(problem, i, prompt, completion, sampler, replace(params, max_tokens=retry_max_tokens))
+                retry_params = replace(params, max_tokens=retry_max_tokens, seed=retried[(p, i)])
+                trace = to_trace(problem, i, prompt, completion, sampler, retry_params)
                 trace.sampling["retry_of_truncated"] = True
             else:
                 trace = to_trace(problem, i, prompt, completion, sampler, params)
@@ -77,20 +79,38 @@ def sample_problems(problems: Sequence[Problem], sampler: Sampler, params: Sampl
     return traces
 
 
+def retry_seed(chunk_seed: int, sample_index: int) -> int:
+    """The seed of the retry of sample ``sample_index``: fixed by (chunk seed, sample index) so a resumed
+    chunk retries as the lost one would have, and distinct per sample index so two truncated samples
+    of one problem (same prompt) are not retried into the same text."""
+    return shard_seed(chunk_seed, 1_000_003 + sample_index)
+
+
 def _retry_truncated(prompts: list, outputs: list[list[Completion]], sampler: Sampler, params: SamplingParams,
-                     max_tokens: int) -> set[tuple[int, int]]:
-    """Replace each truncated completion by one retry at ``max_tokens`` (one batch, n=1 each), in place;
-    returns the (prompt, sample) slots that were retried."""
+                     max_tokens: int) -> dict[tuple[int, int], int]:
+    """Replace each truncated completion by one retry at ``max_tokens``, in place; returns the retried
+    (prompt, sample) slots with the seed each retry used.
+
+    One call per sample index (n=1, seed from :func:`retry_seed`): within a call every prompt is a
+    different problem, and engines that seed per request (vLLM, llama.cpp, OpenAI ``seed``) would
+    give one problem's retries the same text if they shared a call's seed.
+    """
     slots = [(p, i) for p, row in enumerate(outputs) for i, c in enumerate(row) if c.finish_reason == "length"]
     if not slots or max_tokens <= params.max_tokens:
-        return set()
-    retry_params = replace(params, n=1, max_tokens=max_tokens, seed=shard_seed(params.seed, 1_000_003))
-    again = sampler.generate([prompts[p] for p, _ in slots], retry_params)
-    for (p, i), row in zip(slots, again):
-        outputs[p][i] = row[0]
+        return {}
+    seeds: dict[tuple[int, int], int] = {}
+    still_truncated = 0
+    for i in sorted({i for _, i in slots}):
+        picked = [p for p, j in slots if j == i]
+        seed = retry_seed(params.seed, i)
+        again = sampler.generate([prompts[p] for p in picked], replace(params, n=1, max_tokens=max_tokens, seed=seed))
+        for p, row in zip(picked, again):
+            outputs[p][i] = row[0]
+            seeds[(p, i)] = seed
+            still_truncated += row[0].finish_reason == "length"
     log.info("retried %d truncated samples at max_tokens=%d; %d still truncated", len(slots), max_tokens,
-             sum(row[0].finish_reason == "length" for row in again))
-    return set(slots)
+             still_truncated)
+    return seeds
 
 
 def sample_chunk(index: int, problems: Sequence[Problem], sampler: Sampler, params: SamplingParams,

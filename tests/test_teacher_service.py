@@ -49,7 +49,8 @@ def test_truncated_samples_get_one_retry_at_the_larger_budget_and_its_outcome_is
     need = {p.id: 10 * int(p.problem.removeprefix("What is ").split(" + ")[0]) for p in problems}
     first_truncated = [p.id for p in problems if need[p.id] > 30]
     assert first_truncated and len(first_truncated) < len(problems)
-    assert sampler.calls == [(12, 2, 30), (2 * len(first_truncated), 1, 60)]  # one retry batch, n=1 per slot
+    # one retry call per sample index, n=1, each prompt once per call
+    assert sampler.calls == [(12, 2, 30), (len(first_truncated), 1, 60), (len(first_truncated), 1, 60)]
     for t in traces:
         if need[t.problem_id] <= 30:
             assert t.finish_reason == "stop" and "retry_of_truncated" not in t.sampling
@@ -58,6 +59,50 @@ def test_truncated_samples_get_one_retry_at_the_larger_budget_and_its_outcome_is
             assert t.sampling["retry_of_truncated"] is True and t.sampling["max_tokens"] == 60
             assert t.finish_reason == ("stop" if need[t.problem_id] <= 60 else "length")  # final either way
     assert len(traces) == 24 and len({t.key for t in traces}) == 24
+
+
+class PerRequestSeedSampler:
+    """Like vLLM, llama.cpp and seeded OpenAI servers: a prompt's text is fixed by (prompt, seed + choice),
+    so the same prompt sent twice with one seed comes back the same. Always truncated at 30 tokens."""
+
+    name = "per-request-seed"
+
+    def __init__(self):
+        self.seeds: list[int] = []
+
+    def generate(self, prompts, params):
+        self.seeds.append(params.seed)
+        finish = "length" if params.max_tokens <= 30 else "stop"
+        return [[Completion(f"<think>{p[-1]['content']} seed={params.seed + i}</think> \\boxed{{0}}", finish, 5, 9)
+                 for i in range(params.n)] for p in prompts]
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def close(self):
+        pass
+
+
+def test_truncated_samples_of_one_problem_are_retried_with_their_own_seeds():
+    from teachers.service import sample_chunk, shard_seed
+
+    problems = generate_arithmetic(3, 0, 1, 1, "p")
+    sampler = PerRequestSeedSampler()
+    traces = sample_chunk(4, problems, sampler, SamplingParams(n=3, max_tokens=30, seed=5), retry_max_tokens=60)
+    assert all(t.sampling["retry_of_truncated"] and t.finish_reason == "stop" for t in traces)
+    for problem in problems:
+        mine = [t for t in traces if t.problem_id == problem.id]
+        assert len({t.reasoning for t in mine}) == 3  # not three copies of one retry
+        assert len({t.seed for t in mine}) == 3  # each trace records the seed its retry used
+    from teachers.service import retry_seed
+
+    chunk_seed = shard_seed(5, 4)
+    retry_seeds = [retry_seed(chunk_seed, i) for i in range(3)]
+    assert sampler.seeds == [chunk_seed, *retry_seeds] and chunk_seed not in retry_seeds
+    assert all([t.seed for t in traces if t.problem_id == p.id] == retry_seeds for p in problems)
+    # the same chunk sampled again (a resumed or reassigned shard) retries into the same texts
+    again = sample_chunk(4, problems, PerRequestSeedSampler(), SamplingParams(n=3, max_tokens=30, seed=5), 60)
+    assert [(t.reasoning, t.seed) for t in again] == [(t.reasoning, t.seed) for t in traces]
 
 
 def test_without_retry_length_is_recorded_as_is():
