@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     tsam.add_argument("config")
     tsam.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     tsam.add_argument("--shard", metavar="K/N", default="0/1",
-                      help="sample only chunks i with i %% N == K (e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
+                      help="sample only chunks i with i %% N == K (a Slurm array task: K = $SLURM_ARRAY_TASK_ID - "
+                           "$SLURM_ARRAY_TASK_MIN, N = $SLURM_ARRAY_TASK_COUNT, as "
+                           "configs/launchers/slurm-sample-array.sbatch passes them)")
     tsrv = tsub.add_parser("serve", help="start the teacher's OpenAI-compatible server (vLLM or SGLang) as the "
                                          "config says; Ctrl-C stops it and its workers")
     tsrv.add_argument("config")

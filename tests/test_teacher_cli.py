@@ -30,10 +30,11 @@ def test_two_slurm_array_tasks_then_run_commit_every_trace_exactly_once(tmp_path
 
     raw, config = _toy_config(tmp_path, teacher_cache)
     teacher_model(config_from_dict(raw))  # train the cached toy teacher once, not in both tasks
-    env = {**os.environ, "CONFIG": str(config), "SLURM_ARRAY_TASK_COUNT": "2",
-           "DISTILL": f"{sys.executable} -m distill.cli", "OMP_NUM_THREADS": "1"}
+    # as Slurm sets them for --array=1-2: the ids start at 1, the chunk residues at 0
+    env = {**os.environ, "CONFIG": str(config), **_array_env(1, 2, 2), "DISTILL": f"{sys.executable} -m distill.cli",
+           "OMP_NUM_THREADS": "1"}
     tasks = [subprocess.Popen(["bash", str(SBATCH)], cwd=REPO, env={**env, "SLURM_ARRAY_TASK_ID": str(k)},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for k in (0, 1)]
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for k in (1, 2)]
     outputs = [t.communicate(timeout=300)[0] for t in tasks]
     assert [t.returncode for t in tasks] == [0, 0], outputs
     shards = tmp_path / "runs" / "tiny" / "sample" / "shards"
@@ -48,6 +49,31 @@ def test_two_slurm_array_tasks_then_run_commit_every_trace_exactly_once(tmp_path
     assert set(keys) == {(f"train-{i:05d}", s) for i in range(24) for s in range(2)}
     counts = json.loads((tmp_path / "runs" / "tiny" / "manifest.json").read_text())["stages"]["sample"]["counts"]
     assert counts["resumed_shards"] == 12 and counts["sampled_shards"] == 0  # the run only checked and summed
+
+
+def _array_env(first: int, last: int, count: int, step: int | None = None) -> dict[str, str]:
+    env = {"SLURM_ARRAY_TASK_MIN": str(first), "SLURM_ARRAY_TASK_MAX": str(last), "SLURM_ARRAY_TASK_COUNT": str(count)}
+    return env if step is None else {**env, "SLURM_ARRAY_TASK_STEP": str(step)}
+
+
+def _sbatch_shard(task: int, array: dict[str, str]) -> subprocess.CompletedProcess:
+    """What the launcher would run for one array task (``DISTILL=echo`` prints the command instead)."""
+    env = {"PATH": os.environ["PATH"], "CONFIG": "run.yaml", "DISTILL": "echo", "SLURM_ARRAY_TASK_ID": str(task), **array}
+    return subprocess.run(["bash", str(SBATCH)], env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_slurm_launcher_counts_shards_from_the_arrays_first_index_and_refuses_gaps():
+    for first, count in ((0, 8), (1, 8), (5, 3)):  # --array=0-7, --array=1-8, --array=5-7
+        outs = [_sbatch_shard(first + k, _array_env(first, first + count - 1, count)) for k in range(count)]
+        assert [o.stdout.split()[-1] for o in outs] == [f"{k}/{count}" for k in range(count)], outs
+    unset_step_one = _sbatch_shard(3, _array_env(1, 8, 8, step=1))
+    assert unset_step_one.returncode == 0 and unset_step_one.stdout.split()[-1] == "2/8"
+    stepped = _sbatch_shard(2, _array_env(0, 14, 8, step=2))  # --array=0-14:2
+    assert stepped.returncode == 2 and "array step 2" in stepped.stderr and not stepped.stdout
+    listed = _sbatch_shard(5, _array_env(0, 5, 2))  # --array=0,5
+    assert listed.returncode == 2 and "gaps" in listed.stderr and not listed.stdout
+    by_hand = _sbatch_shard(1, {"SLURM_ARRAY_TASK_COUNT": "2"})  # run outside Slurm: ids from 0
+    assert by_hand.returncode == 0 and by_hand.stdout.split()[-1] == "1/2"
 
 
 def test_shard_argument_and_foreign_run_folder_are_one_line_errors(tmp_path, teacher_cache):
