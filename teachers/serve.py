@@ -13,13 +13,17 @@ through ``teacher.backend: openai`` also starts what it samples from.
 * SGLang (the documented alternative): ``python -m sglang.launch_server
   --model-path MODEL --tp N --reasoning-parser deepseek-r1 ...``.
 
-The server runs in its own process group; :func:`run_server` forwards SIGINT
-and SIGTERM to the whole group and kills it if it has not exited in time, so
-no engine worker outlives the command.
+The server runs in its own process group (its own session, so a closed terminal
+does not reach it directly); :func:`run_server` forwards SIGINT, SIGTERM, SIGHUP
+and SIGQUIT to the whole group and kills it if it has not exited in time, so no
+engine worker outlives the command.  Should distill itself be SIGKILLed (OOM
+killer, ``kill -9``), the kernel sends the server SIGTERM (``PR_SET_PDEATHSIG``,
+Linux), and the server's own shutdown stops its workers.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -27,11 +31,14 @@ import subprocess
 import sys
 import time
 from importlib import metadata
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 30.0
+# What stops the server: Ctrl-C, kill, a closed terminal or SSH session (SIGHUP), Ctrl-\ (SIGQUIT).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def served_name(teacher: Any) -> str:
@@ -117,32 +124,66 @@ def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run_server(cmd: Sequence[str], env: dict[str, str] | None = None, grace_s: float = STOP_GRACE_S) -> int:
-    """Run the server in the foreground, in its own process group; SIGINT/SIGTERM stop the whole group.
+    """Run the server in the foreground, in its own process group; any of :data:`STOP_SIGNALS` stops the
+    whole group.
 
-    The signal handler only forwards the signal (waiting inside a handler would deadlock on the
-    ``Popen`` wait lock); the loop below escalates to SIGKILL after ``grace_s`` and, on the way
-    out, clears whatever the server left in its group.
+    The handlers are in place before the server starts, so a stop asked while it is being started is
+    not lost (it is forwarded as soon as there is a group). They only forward the signal (waiting inside
+    a handler would deadlock on the ``Popen`` wait lock); the loop below escalates to SIGKILL after
+    ``grace_s`` and, on the way out, clears whatever the server left in its group.
     """
-    proc = subprocess.Popen(list(cmd), env=env, start_new_session=True)
-    log.info("teacher server started (pid %d): %s", proc.pid, " ".join(cmd))
-    stop_asked: list[float] = []
+    stop: dict[str, Any] = {"at": None, "signum": None, "pid": None}
 
     def forward(signum: int, _frame: Any) -> None:
-        if not stop_asked:
-            stop_asked.append(time.monotonic())
-            _signal_group(proc.pid, signum)
+        if stop["at"] is None:
+            stop["at"], stop["signum"] = time.monotonic(), signum
+            if stop["pid"] is not None:
+                _signal_group(stop["pid"], signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
     try:
-        while proc.poll() is None:
-            if stop_asked and time.monotonic() - stop_asked[0] > grace_s:
-                _signal_group(proc.pid, signal.SIGKILL)
-            time.sleep(0.2)
-        return 0 if stop_asked else proc.returncode
+        if stop["at"] is not None:
+            return 0
+        proc = subprocess.Popen(list(cmd), env=env, start_new_session=True, preexec_fn=_die_with_parent())
+        stop["pid"] = proc.pid
+        if stop["at"] is not None:  # asked between the check above and the server's start
+            _signal_group(proc.pid, stop["signum"])
+        log.info("teacher server started (pid %d): %s", proc.pid, " ".join(cmd))
+        try:
+            while proc.poll() is None:
+                if stop["at"] is not None and time.monotonic() - stop["at"] > grace_s:
+                    _signal_group(proc.pid, signal.SIGKILL)
+                time.sleep(0.2)
+            return 0 if stop["at"] is not None else proc.returncode
+        finally:
+            stop_group(proc, signal.SIGTERM, grace_s)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        stop_group(proc, signal.SIGTERM, grace_s)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel send the server SIGTERM when distill dies, however it dies
+    (SIGKILL included, which no handler sees); None off Linux.
+
+    SIGTERM rather than SIGKILL: the server's own shutdown then stops its engine workers (they are its
+    children in the same group); a SIGKILLed vLLM API server would leave its EngineCore holding the GPUs.
+    The parent check covers distill dying before ``prctl`` took effect.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
 
 
 def stop_group(proc: subprocess.Popen, signum: int = signal.SIGTERM, grace_s: float = STOP_GRACE_S) -> None:

@@ -131,6 +131,67 @@ def test_serving_a_trace_dataset_is_refused(tmp_path):
     assert out.returncode == 2 and "no model to serve" in out.stderr
 
 
+# The server `distill teacher serve` runs, as cheap as it gets: a shell with a worker child (`sleep`) in its
+# group that, like vLLM's API server, stops its group when it gets SIGTERM; it writes its pid (= the group id).
+_CHEAP_SERVER = "trap 'trap - TERM; kill 0' TERM; sleep 300 & echo $$ > \"$1\"; wait"
+_SERVE_HARNESS = ("import sys; from teachers.serve import run_server; "
+                  "sys.exit(run_server(['sh', '-c', sys.argv[1], 'server', sys.argv[2]], grace_s=5))")
+
+
+def _start_cheap_serve(tmp_path) -> tuple[subprocess.Popen, int]:
+    """run_server (what `distill teacher serve` calls once it has the command) in its own process."""
+    pid_file = tmp_path / "server.pid"
+    proc = subprocess.Popen([sys.executable, "-c", _SERVE_HARNESS, _CHEAP_SERVER, str(pid_file)], cwd=REPO,
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    server = int(pid_file.read_text())
+    while len(_live_members(server)) < 2:  # the server and its worker
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return proc, server
+
+
+def _group_gone(pgid: int, within_s: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + within_s
+    while _live_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _live_members(pgid)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT],
+                         ids=lambda s: s.name)
+def test_serve_stops_the_server_group_on_a_closed_terminal_and_other_stop_signals(tmp_path, signum):
+    proc, server = _start_cheap_serve(tmp_path)
+    try:
+        os.kill(proc.pid, signum)  # only distill: SIGHUP as when the SSH session closes
+        assert proc.wait(30) == 0
+        assert _group_gone(server) == []
+    finally:
+        _cleanup(proc, server)
+
+
+def test_serve_server_dies_with_a_sigkilled_distill(tmp_path):
+    proc, server = _start_cheap_serve(tmp_path)
+    try:
+        os.kill(proc.pid, signal.SIGKILL)  # no handler runs: PR_SET_PDEATHSIG sends the server SIGTERM
+        proc.wait(30)
+        assert _group_gone(server) == []
+    finally:
+        _cleanup(proc, server)
+
+
+def _cleanup(proc: subprocess.Popen, server: int) -> None:
+    for pgid in (server, proc.pid):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(10)
+
+
 # ------------------------------------------------------------------ a real server on loopback (slow)
 
 
@@ -173,7 +234,7 @@ def test_teacher_serve_starts_vllm_samples_and_stops_its_process_group(tmp_path)
         assert all(c.error == "" and c.finish_reason in ("stop", "length") and c.completion_tokens > 0
                    for row in out for c in row)
     finally:
-        os.kill(proc.pid, signal.SIGTERM)  # only the distill process: it must stop the server's group itself
+        os.kill(proc.pid, signal.SIGHUP)  # only distill, as a closed SSH terminal: it must stop the server's group
         try:
             code = proc.wait(60)
         except subprocess.TimeoutExpired:
