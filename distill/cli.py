@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     tsrv.add_argument("config")
     tsrv.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     tsrv.add_argument("--dry-run", action="store_true", help="print the server command line (as a GPU node runs "
-                                                            "it) and exit")
+                                                            "it; credential values such as --api-key's shown as "
+                                                            "***) and exit")
     return parser
 
 
@@ -224,9 +225,7 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def _serve(config, dry_run: bool, console) -> int:
-    import shlex
-
-    from teachers.serve import run_server, server_command, server_env
+    from teachers.serve import run_server, server_command, server_env, shown_command
 
     teacher = config.teacher
     if teacher.kind != "model":
@@ -234,14 +233,14 @@ def _serve(config, dry_run: bool, console) -> int:
     if dry_run:
         model = teacher.model if teacher.model != "toy" else "<toy teacher folder, trained on first use>"
         # as a GPU node runs it (a login node without GPUs would otherwise get the CPU form)
-        console.print(shlex.join(server_command(teacher, model, launcher="cli", cpu=False)), highlight=False,
+        console.print(shown_command(server_command(teacher, model, launcher="cli", cpu=False)), highlight=False,
                       markup=False, soft_wrap=True)
         return EXIT_OK
     _quiet_libraries()
     from distill.pipeline import teacher_model
 
     cmd = server_command(teacher, teacher_model(config))
-    console.print(f"starting: {shlex.join(cmd)}", highlight=False, markup=False, soft_wrap=True)
+    console.print(f"starting: {shown_command(cmd)}", highlight=False, markup=False, soft_wrap=True)
     code = run_server(cmd, server_env())
     return EXIT_OK if code == 0 else EXIT_FAILED
 

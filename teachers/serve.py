@@ -19,6 +19,9 @@ and SIGQUIT to the whole group and kills it if it has not exited in time, so no
 engine worker outlives the command.  Should distill itself be SIGKILLed (OOM
 killer, ``kill -9``), the kernel sends the server SIGTERM (``PR_SET_PDEATHSIG``,
 Linux), and the server's own shutdown stops its workers.
+
+Command lines are shown with secret values masked (``--api-key``, ``--hf-token``
+... from ``serve.extra_args``), since they land in terminal scroll-back and job logs.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -39,6 +44,8 @@ STOP_GRACE_S = 30.0
 # What stops the server: Ctrl-C, kill, a closed terminal or SSH session (SIGHUP), Ctrl-\ (SIGQUIT).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# Flags whose value is a credential: --api-key, --admin-api-key, --hf-token, --token, --client-secret, --password.
+_SECRET_FLAG = re.compile(r"^--(?:[\w-]*[-_])?(?:api[-_]key|token|secret|password)$", re.IGNORECASE)
 
 
 def served_name(teacher: Any) -> str:
@@ -123,6 +130,27 @@ def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def masked_command(cmd: Sequence[str]) -> list[str]:
+    """``cmd`` with the value of every credential flag (``--api-key K``, ``--hf-token=T``...) replaced by ``***``."""
+    shown: list[str] = []
+    secret_next = False
+    for arg in cmd:
+        flag, eq, _value = arg.partition("=")
+        if secret_next:
+            shown.append("***")
+        elif eq and _SECRET_FLAG.match(flag):
+            shown.append(f"{flag}=***")
+        else:
+            shown.append(arg)
+        secret_next = not secret_next and not eq and bool(_SECRET_FLAG.match(arg))
+    return shown
+
+
+def shown_command(cmd: Sequence[str]) -> str:
+    """The command line as printed or logged: shell-quoted, secrets masked."""
+    return shlex.join(masked_command(cmd))
+
+
 def run_server(cmd: Sequence[str], env: dict[str, str] | None = None, grace_s: float = STOP_GRACE_S) -> int:
     """Run the server in the foreground, in its own process group; any of :data:`STOP_SIGNALS` stops the
     whole group.
@@ -148,7 +176,7 @@ def run_server(cmd: Sequence[str], env: dict[str, str] | None = None, grace_s: f
         stop["pid"] = proc.pid
         if stop["at"] is not None:  # asked between the check above and the server's start
             _signal_group(proc.pid, stop["signum"])
-        log.info("teacher server started (pid %d): %s", proc.pid, " ".join(cmd))
+        log.info("teacher server started (pid %d): %s", proc.pid, shown_command(cmd))
         try:
             while proc.poll() is None:
                 if stop["at"] is not None and time.monotonic() - stop["at"] > grace_s:

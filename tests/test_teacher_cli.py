@@ -131,6 +131,36 @@ def test_serving_a_trace_dataset_is_refused(tmp_path):
     assert out.returncode == 2 and "no model to serve" in out.stderr
 
 
+def test_serve_masks_credentials_in_the_printed_command(tmp_path):
+    config = write_yaml(tmp_path / "k.yaml", {"name": "k", "teacher": {
+        "model": "deepseek-ai/DeepSeek-R1", "backend": "openai",
+        "serve": {"extra_args": ["--api-key", "sk-live-123", "--hf-token=hf_abc", "--max-num-batched-tokens", "8192"]}}})
+    out = run_cli("teacher", "serve", str(config), "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert "sk-live-123" not in out.stdout and "hf_abc" not in out.stdout
+    import shlex
+
+    assert shlex.split(out.stdout)[-5:] == ["--api-key", "***", "--hf-token=***", "--max-num-batched-tokens", "8192"]
+    from teachers.serve import masked_command
+
+    assert masked_command(["s", "--token", "t", "--admin-api-key=a", "--client-secret", "c", "--api-key"]) == [
+        "s", "--token", "***", "--admin-api-key=***", "--client-secret", "***", "--api-key"]
+
+
+def test_run_server_logs_the_command_with_credentials_masked(caplog):
+    import logging
+
+    from teachers.serve import run_server
+
+    with caplog.at_level(logging.INFO, logger="teachers.serve"):
+        assert run_server(["true", "--api-key", "sk-live-123", "--token=t0ken"], grace_s=5) == 0
+    import shlex
+
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "sk-live-123" not in logged and "t0ken" not in logged
+    assert shlex.split(logged.split(": ", 1)[1]) == ["true", "--api-key", "***", "--token=***"]
+
+
 # The server `distill teacher serve` runs, as cheap as it gets: a shell with a worker child (`sleep`) in its
 # group that, like vLLM's API server, stops its group when it gets SIGTERM; it writes its pid (= the group id).
 _CHEAP_SERVER = "trap 'trap - TERM; kill 0' TERM; sleep 300 & echo $$ > \"$1\"; wait"
