@@ -450,7 +450,12 @@ def _sample_on_ray(ctx: Context, path: str, chunks: list, todo: list[int], param
 
 def ray_worker_specs(t: Any, path: str) -> list[Any]:
     """One spec per Ray worker: the teacher's sampler, and for an HTTP teacher with enough endpoints,
-    worker ``w`` owns ``endpoints[w::workers]`` (so each server is driven by one client)."""
+    worker ``w`` owns ``endpoints[w::workers]`` (so each server is driven by one client).
+
+    ``openai.max_concurrency`` is the whole job's bound on requests in flight, not each worker's: the
+    workers share it (each at least 1), by the endpoints they own when those are split, evenly when
+    every worker drives every endpoint; otherwise N workers would send N times the limit (429 storms).
+    """
     from teachers.ray_pool import WorkerSpec
 
     options: dict[str, Any] = {"batch_size": t.batch_size, "dtype": t.dtype}
@@ -459,10 +464,21 @@ def ray_worker_specs(t: Any, path: str) -> list[Any]:
     if t.backend == "openai":
         options = t.openai.model_dump()
     workers = t.scale_out.workers
-    if t.backend == "openai" and len(t.openai.endpoints) >= workers:
-        return [WorkerSpec(t.backend, path, {**options, "endpoints": t.openai.endpoints[w::workers]})
+    if t.backend != "openai":
+        return [WorkerSpec(t.backend, path, options)] * workers
+    endpoints, limit = t.openai.endpoints, t.openai.max_concurrency
+    if len(endpoints) >= workers:
+        per_endpoint = _shares(limit, len(endpoints))
+        return [WorkerSpec(t.backend, path, {**options, "endpoints": endpoints[w::workers],
+                                             "max_concurrency": max(1, sum(per_endpoint[w::workers]))})
                 for w in range(workers)]
-    return [WorkerSpec(t.backend, path, options)] * workers
+    return [WorkerSpec(t.backend, path, {**options, "max_concurrency": max(1, share)})
+            for share in _shares(limit, workers)]
+
+
+def _shares(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` integers differing by at most one, adding up to ``total``."""
+    return [total // parts + (i < total % parts) for i in range(parts)]
 
 
 def _price_table(config: RunConfig) -> Any:

@@ -189,3 +189,23 @@ def test_worker_specs_split_endpoints_between_workers():
     assert [s.options["endpoints"] for s in specs] == [["http://a/v1", "http://c/v1"], ["http://b/v1"]]
     teacher.openai.endpoints = ["http://a/v1"]
     assert [s.options["endpoints"] for s in ray_worker_specs(teacher, "m")] == [["http://a/v1"]] * 2
+
+
+def test_worker_specs_share_max_concurrency_instead_of_multiplying_it():
+    from distill.config import config_from_dict
+    from distill.pipeline import ray_worker_specs
+
+    def limits(workers: int, endpoints: int, max_concurrency: int) -> list[int]:
+        teacher = config_from_dict({"name": "x", "teacher": {
+            "model": "m", "backend": "openai", "scale_out": {"backend": "ray", "workers": workers},
+            "openai": {"endpoints": [f"http://e{i}/v1" for i in range(endpoints)],
+                       "max_concurrency": max_concurrency}}}).teacher
+        specs = ray_worker_specs(teacher, "m")
+        assert len(specs) == workers
+        return [s.options["max_concurrency"] for s in specs]
+
+    assert limits(8, 1, 64) == [8] * 8  # one DeepSeek API endpoint, 8 workers: 64 in flight in all, not 512
+    assert limits(3, 1, 64) == [22, 21, 21]
+    assert limits(4, 1, 2) == [1, 1, 1, 1]  # every worker can still send
+    assert limits(2, 3, 64) == [43, 21]  # split endpoints: by the endpoints each worker drives (2 and 1)
+    assert limits(2, 2, 64) == [32, 32] and limits(1, 1, 64) == [64]
