@@ -16,7 +16,7 @@ RECIPES = sorted((REPO / "configs" / "teachers").glob("*.yaml"))
 
 def test_the_expected_recipes_exist():
     names = {p.stem for p in RECIPES}
-    assert {"deepseek-r1-vllm-8xh200", "deepseek-r1-vllm-2x8xh100", "deepseek-r1-sglang", "deepseek-r1-api",
+    assert {"deepseek-r1-vllm-8xh200", "deepseek-r1-vllm-2x8xh100", "deepseek-r1-sglang", "deepseek-reasoner-api",
             "deepseek-r1-0528-vllm", "r1-distill-qwen-7b-vllm", "r1-distill-qwen-32b-vllm"} <= names
 
 
@@ -26,7 +26,7 @@ def test_recipe_validates_with_deepseek_sampling_defaults(recipe: Path):
     assert out.returncode == 0, out.stderr
     t = load_config(recipe).teacher
     assert (t.temperature, t.top_p, t.max_tokens) == (0.6, 0.95, 32768)
-    if recipe.stem != "deepseek-r1-api":  # every self-hosted recipe can start its server
+    if recipe.stem != "deepseek-reasoner-api":  # every self-hosted recipe can start its server
         cmd = server_command(t, t.model, launcher="cli", cpu=False)
         assert t.model in cmd and t.serve.reasoning_parser
 
@@ -42,7 +42,26 @@ def test_r1_recipes_parallelism():
     assert "--distributed-executor-backend ray" in two_nodes and "--reasoning-parser deepseek_r1" in two_nodes
     sglang = shlex.join(server_command(teacher("deepseek-r1-sglang"), "m"))
     assert "sglang.launch_server" in sglang and "--tp 8" in sglang and "--reasoning-parser deepseek-r1" in sglang
-    api = teacher("deepseek-r1-api")
+    api = teacher("deepseek-reasoner-api")
     assert api.model == "deepseek-reasoner" and api.openai.endpoints == ["https://api.deepseek.com"]
     assert api.openai.api_key_env == "DEEPSEEK_API_KEY"
     assert teacher("r1-distill-qwen-7b-vllm").scale_out.backend == "ray"
+
+
+def test_api_recipe_says_what_deepseek_reasoner_serves_and_prices_it_without_a_discount():
+    """deepseek-reasoner is DeepSeek-V3.x in thinking mode since August 2025, not R1, and the off-peak
+    discount ended in September 2025: the recipe must neither promise R1 traces nor discount the spend."""
+    from datetime import datetime
+
+    from teachers.pricing import cost, table_from_options
+
+    path = REPO / "configs" / "teachers" / "deepseek-reasoner-api.yaml"
+    header = path.read_text().split("\nname:", 1)[0]
+    assert "V3" in header.splitlines()[0] and "NOT DeepSeek-R1" in header and "deepseek-r1-vllm" in header
+    assert not (REPO / "configs" / "teachers" / "deepseek-r1-api.yaml").exists()
+    t = load_config(path).teacher
+    table = table_from_options(t.openai.prices.model_dump(), t.model)
+    assert table.off_peak_discount == 0.0
+    night, day = datetime(2026, 1, 5, 20, 0), datetime(2026, 1, 5, 10, 0)  # inside / outside the old window
+    assert cost(1_000_000, 1_000_000, table, night) == cost(1_000_000, 1_000_000, table, day) \
+        == pytest.approx(0.28 + 0.42)
