@@ -978,8 +978,9 @@ def build_report(config: RunConfig, store: RunStore) -> dict[str, Any]:
     if results_path.is_file() and stages.get("eval", {}).get("status") == "done":
         results = json.loads(results_path.read_text())
         report["pass_at_1"] = {k: round(v["pass_at_1"], 4) for k, v in results.items()}
-        report["eval"] = {k: {f: v[f] for f in ("pass_at_1", "ci95_low", "ci95_high", "cons_at_k", "problems",
-                                               "samples", "truncated")} for k, v in results.items()}
+        report["eval"] = {k: {**{f: v[f] for f in ("pass_at_1", "ci95_low", "ci95_high", "cons_at_k", "problems",
+                                                  "samples", "truncated")}, "failed": v.get("failed", 0)}
+                          for k, v in results.items()}
         report["eval_protocol"] = next(iter(results.values()))["params"] if results else {}
         deltas_path = store.stage_dir("eval") / "deltas.json"
         if deltas_path.is_file():

@@ -172,6 +172,7 @@ def budget_sweep(sampler: Sampler, problems: Sequence[Problem], params: Sampling
             "ci95_high": result.score.ci95_high,
             "cons_at_k": result.score.cons_at_k,
             "truncated": result.score.truncated,
+            "failed": result.score.failed,
             "mean_tokens": sum(r["completion_tokens"] for r in rows) / n,
             "mean_thinking_tokens": sum(r.get("reasoning_tokens", 0) for r in rows) / n,
             "max_thinking_tokens": forced.stats.max_thinking_tokens,

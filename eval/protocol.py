@@ -15,7 +15,7 @@ from teachers.service import sample_problems
 log = logging.getLogger(__name__)
 
 # Bump when the harness changes a number for the same samples (prompting, scoring, truncation rule).
-HARNESS_VERSION = "distill-eval 2"
+HARNESS_VERSION = "distill-eval 3"  # 3: truncated and failed samples no longer vote in cons@k
 
 # DeepSeek-R1 paper, evaluation setup: sampling temperature 0.6, top-p 0.95, up to 32,768
 # generated tokens, k samples per problem (k = 4-64 by benchmark), pass@1 the mean over them.
@@ -56,6 +56,8 @@ def protocol_record(params: SamplingParams, *, backend: str, dtype: str, benchma
         "engine": backend,
         "versions": engine_versions(),
         "truncated_count_as_wrong": True,
+        "failed_count_as_wrong": True,  # the score's "failed" says how many samples the backend could not produce
+        "cons_at_k_votes": "finished samples only: truncated and failed samples cast no vote",
         "benchmark": benchmark or {},
         **extra,
     }
@@ -79,7 +81,7 @@ def evaluate(sampler: Sampler, problems: Sequence[Problem], params: SamplingPara
     correct: list[list[bool]] = []
     answers: list[list[str]] = []
     rows: list[dict[str, Any]] = []
-    truncated = 0
+    truncated = failed = 0
     for start in range(0, len(problems), chunk):
         batch = list(problems[start : start + chunk])
         traces = sample_problems(batch, sampler, SamplingParams(**{**params.as_dict(), "seed": params.seed + start}))
@@ -90,10 +92,12 @@ def evaluate(sampler: Sampler, problems: Sequence[Problem], params: SamplingPara
             oks, extracted = [], []
             for t in by_problem.get(p.id, []):
                 check = verify_answer(p.kind, t.answer_text, p.answer)
-                ok = check.correct and t.finish_reason != "length"
+                finished = t.finish_reason not in ("length", "error")
+                ok = check.correct and finished
                 truncated += t.finish_reason == "length"
+                failed += t.finish_reason == "error"
                 oks.append(ok)
-                extracted.append(check.extracted)
+                extracted.append(check.extracted if finished else "")  # a cut or failed sample casts no vote
                 rows.append({"problem_id": p.id, "sample_index": t.sample_index, "correct": ok,
                              "extracted": check.extracted, "finish_reason": t.finish_reason,
                              "completion_tokens": t.completion_tokens, "reasoning_tokens": t.reasoning_tokens,
@@ -103,6 +107,9 @@ def evaluate(sampler: Sampler, problems: Sequence[Problem], params: SamplingPara
             answers.append(extracted)
         if on_progress:
             on_progress(len(batch) * params.n)
-    result = EvalResult(model_label, benchmark, score(correct, answers, truncated), params.as_dict(), rows)
+    result = EvalResult(model_label, benchmark, score(correct, answers, truncated, failed), params.as_dict(), rows)
     log.info("%s on %s: pass@1 %.3f", model_label, benchmark, result.score.pass_at_1)
+    if failed:
+        log.warning("%s on %s: %d of %d samples failed (backend errors), counted as wrong", model_label, benchmark,
+                    failed, result.score.samples)
     return result

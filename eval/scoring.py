@@ -2,6 +2,8 @@
 
 DeepSeek's protocol: sample k answers per problem at T=0.6/top-p 0.95 and report
 pass@1 as the mean correctness over all samples; truncated answers count as wrong.
+A truncated or failed sample gives no answer, so it does not vote in cons@k either:
+its partial text is not the model's answer.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class Score:
     problems: int
     samples: int
     truncated: int
+    failed: int = 0  # samples the backend could not produce (finish_reason "error"): an outage, not a wrong answer
 
 
 def pass_at_1(correct: Sequence[Sequence[bool]]) -> tuple[float, float, float]:
@@ -57,7 +60,9 @@ def majority_correct(answers: Sequence[str], correct: Sequence[bool]) -> bool:
     return any(ok for a, ok in zip(answers, correct) if a == winner)
 
 
-def score(correct: Sequence[Sequence[bool]], answers: Sequence[Sequence[str]], truncated: int = 0) -> Score:
+def score(correct: Sequence[Sequence[bool]], answers: Sequence[Sequence[str]], truncated: int = 0,
+          failed: int = 0) -> Score:
+    """pass@1 and cons@k; ``answers`` must hold "" for samples that may not vote (truncated, failed)."""
     mean, low, high = pass_at_1(correct)
     cons = [majority_correct(a, c) for a, c in zip(answers, correct)]
     return Score(
@@ -68,4 +73,5 @@ def score(correct: Sequence[Sequence[bool]], answers: Sequence[Sequence[str]], t
         problems=len(correct),
         samples=sum(len(c) for c in correct),
         truncated=truncated,
+        failed=failed,
     )

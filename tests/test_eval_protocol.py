@@ -46,6 +46,24 @@ def test_truncated_correct_answer_counts_wrong_and_is_reported():
     assert {"reasoning_tokens", "answer_tokens", "think_closed"} <= set(rows[("a", 0)])
 
 
+def test_truncated_and_failed_samples_do_not_vote_in_cons_at_k():
+    """Three cut or failed samples agree on a wrong partial answer; the one finished sample is right."""
+    problems = [Problem("a", "What is 1 + 1?", "2")]
+    sampler = Scripted({"What is 1 + 1": [
+        ("<think>x</think>\\boxed{2}", "stop"),
+        ("<think>x</think>\\boxed{3}", "length"),
+        ("<think>x</think>\\boxed{3}", "length"),
+        ("<think>x</think>\\boxed{3}", "error"),
+    ]})
+    result = evaluate(sampler, problems, SamplingParams(n=4), "m", "toy")
+    assert result.score.cons_at_k == 1.0  # only the finished sample votes
+    assert (result.score.truncated, result.score.failed) == (2, 1)
+    assert result.score.pass_at_1 == 0.25
+    assert result.summary()["failed"] == 1  # in results.json beside truncated
+    rec = protocol_record(SamplingParams(n=4), backend="transformers", dtype="float32")
+    assert rec["failed_count_as_wrong"] and "no vote" in rec["cons_at_k_votes"]
+
+
 def test_protocol_record_names_everything_that_changes_a_number():
     params = SamplingParams(n=64, temperature=0.6, top_p=0.95, max_tokens=32768, seed=3)
     rec = protocol_record(params, backend="vllm", dtype="bfloat16", benchmark={"name": "aime2024", "version": "1"})
