@@ -780,7 +780,25 @@ def _bench_params(cfg: Any, bench_cfg: Any, loaded: Any) -> Any:
                           max_tokens=bench_cfg.max_tokens or cfg.max_tokens, seed=cfg.seed)
 
 
-def _eval_sampler(ctx: Context, label: str, path: str) -> tuple[Any, str, str]:
+# tokens of chat-template text around a prompt (role markers, BOS, a prefilled <think>)
+GGUF_TEMPLATE_ALLOWANCE = 256
+
+
+def gguf_context_size(problems: list[Any], max_generation: int) -> int:
+    """llama.cpp's ``n_ctx`` for an eval: the longest prompt plus the longest generation.
+
+    Why not the model's trained length: its KV cache can be tens of GB.  Why not a fixed
+    margin: a prompt longer than it would leave less than ``max_tokens`` to generate.
+    A prompt's token count is bounded by its UTF-8 byte count (a byte-level BPE token
+    covers at least one byte), so the bound needs no tokenizer.
+    """
+    from distill.problems import build_prompt
+
+    longest = max((len(m["content"].encode("utf-8")) for p in problems for m in build_prompt(p)), default=0)
+    return longest + GGUF_TEMPLATE_ALLOWANCE + max_generation
+
+
+def _eval_sampler(ctx: Context, label: str, path: str, benches: list[tuple[Any, Any]]) -> tuple[Any, str, str]:
     """(sampler, backend, dtype) for one model: quantised artifacts run in their own consumer."""
     cfg = ctx.config.eval
     backend = ARTIFACT_BACKENDS.get(label, cfg.backend)
@@ -790,10 +808,13 @@ def _eval_sampler(ctx: Context, label: str, path: str) -> tuple[Any, str, str]:
     if backend == "llamacpp":
         from teachers.sampler import make_sampler
 
-        # the context the longest configured generation needs (plus the prompt), not the model's full
-        # trained length, whose KV cache can be tens of GB
         longest = max([b.max_tokens or cfg.max_tokens for b in cfg.benchmarks] + [cfg.max_tokens])
-        return make_sampler("llamacpp", path, n_ctx=longest + 2048), backend, f"gguf:{Path(path).stem}"
+        if cfg.budget_sweep is not None:  # a continuation: up to the budget, the forced </think>, the answer
+            sweep = cfg.budget_sweep
+            longest = max(longest, max(sweep.budgets) + sweep.answer_tokens + 16
+                          + len(sweep.answer_prefix.encode("utf-8")))
+        n_ctx = gguf_context_size([p for _, loaded in benches for p in loaded.problems], longest)
+        return make_sampler("llamacpp", path, n_ctx=n_ctx), backend, f"gguf:{Path(path).stem}"
     return _sampler(backend, path, cfg.batch_size, dtype, ctx.config.teacher.vllm.model_dump(), openai), backend, dtype
 
 
@@ -826,7 +847,7 @@ def stage_eval(ctx: Context) -> StageOutcome:
         if not todo:
             continue
         try:
-            sampler, backend, dtype = _eval_sampler(ctx, label, path)
+            sampler, backend, dtype = _eval_sampler(ctx, label, path, benches)
         except ImportError as exc:  # an optional engine (llama-cpp-python) is missing: say so, evaluate the rest
             log.warning("eval: %s skipped: %s", label, exc)
             skipped[label] = str(exc)
@@ -892,7 +913,7 @@ def _budget_sweep(ctx: Context, benches: list[tuple[Any, Any]], grid: dict[str, 
     params = _bench_params(cfg, bench_cfg, loaded)
     if sweep_cfg.samples_per_problem:
         params = dataclasses.replace(params, n=sweep_cfg.samples_per_problem)
-    sampler, backend, dtype = _eval_sampler(ctx, sweep_cfg.model, models[sweep_cfg.model])
+    sampler, backend, dtype = _eval_sampler(ctx, sweep_cfg.model, models[sweep_cfg.model], benches)
     task = ctx.reporter.task(f"thinking-budget sweep ({sweep_cfg.model})", len(sweep_cfg.budgets))
     try:
         sweep = budget_sweep(sampler, loaded.problems, params, sweep_cfg.budgets, sweep_cfg.model, loaded.name,

@@ -111,3 +111,35 @@ def test_llamacpp_sampler_matches_transformers_greedy(model_dirs, tmp_path):
     finally:
         cpp.close()
         hf.close()
+
+
+def test_llamacpp_context_never_shrinks_max_tokens(model_dirs, tmp_path):
+    """A prompt that leaves less than max_tokens of n_ctx fails visibly; the eval's n_ctx always leaves it."""
+    from distill.pipeline import gguf_context_size
+    from distill.problems import build_prompt
+    from distill.records import Problem
+
+    path = export_gguf(model_dirs["qwen2"], tmp_path / "m.gguf", "f32")["path"]
+    problem = Problem("long", "What is 12 + 7? Compute 3 * 4. " * 30, "19")
+    prompt = build_prompt(problem)
+    probe = make_sampler("llamacpp", path, n_threads=1, n_ctx=1024)
+    prompt_len = len(probe.tokenize(probe.render(prompt)))
+    probe.close()
+    tight = make_sampler("llamacpp", path, n_threads=1, n_ctx=prompt_len + 4)
+    # llama.cpp may round n_ctx up; ask for 4 tokens more than the room it really left
+    params = SamplingParams(n=2, temperature=0, max_tokens=tight.n_ctx - prompt_len + 4)
+    try:
+        row = tight.generate([prompt], params)[0]
+    finally:
+        tight.close()
+    assert [c.finish_reason for c in row] == ["error", "error"]  # not "length": the budget was never given
+    assert "context too small" in row[0].error and f"max_tokens={params.max_tokens}" in row[0].error
+    n_ctx = gguf_context_size([problem], params.max_tokens)
+    assert n_ctx - prompt_len >= params.max_tokens
+    sized = make_sampler("llamacpp", path, n_threads=1, n_ctx=n_ctx)
+    try:
+        row = sized.generate([prompt], params)[0]
+    finally:
+        sized.close()
+    assert row[0].finish_reason in ("stop", "length") and row[0].completion_tokens >= 1
+    assert row[0].finish_reason == "stop" or row[0].completion_tokens == params.max_tokens

@@ -11,7 +11,9 @@ training templates carry and ``continue_final_message``), and the prompt is
 tokenized by llama.cpp.  Sampling uses llama.cpp's own sampler with DeepSeek's
 settings: temperature and top-p from :class:`SamplingParams`, top-k and min-p
 off; each sample has its own seed (``seed + i``), as llama.cpp generates one
-sequence at a time.
+sequence at a time.  A prompt that leaves less than ``max_tokens`` of the
+context gets error completions (``finish_reason="error"``, counted as failed),
+never a silently shorter generation budget.
 """
 
 from __future__ import annotations
@@ -73,12 +75,19 @@ class LlamaCppSampler:
         for prompt in prompts:
             ids = self.tokenize(self.render(prompt))
             room = self.n_ctx - len(ids)
-            if room < 1:
-                raise ValueError(f"prompt of {len(ids)} tokens does not fit llama.cpp's n_ctx={self.n_ctx}")
+            if room < params.max_tokens:
+                # Generating into the smaller room would end at the context, not at max_tokens, and count as
+                # "length" (truncated, a wrong answer) although the model was never given its budget.
+                reason = (f"context too small: the prompt of {len(ids)} tokens leaves {max(room, 0)} of llama.cpp's "
+                          f"n_ctx={self.n_ctx} for max_tokens={params.max_tokens}")
+                log.warning(reason)
+                results.append([Completion(text="", finish_reason="error", prompt_tokens=len(ids), error=reason)
+                                for _ in range(params.n)])
+                continue
             greedy = params.temperature == 0
             row = []
             for i in range(1 if greedy else params.n):
-                row.append(self._sample(ids, params, min(params.max_tokens, room), params.seed + i))
+                row.append(self._sample(ids, params, params.max_tokens, params.seed + i))
             if greedy:  # greedy decoding: one sample, repeated (as the other backends do)
                 row = [Completion(**vars(row[0])) for _ in range(params.n)]
             results.append(row)
