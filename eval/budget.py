@@ -15,7 +15,10 @@ How, through the shared Sampler only:
    optional answer prefix) appended and is continued for at most
    ``answer_tokens`` more: the prompt's last message is the assistant's text so
    far, which every backend continues instead of opening a new turn
-   (:func:`teachers.sampler.continues_final_message`).
+   (:func:`teachers.sampler.continues_final_message`): the generation prompt,
+   then the text verbatim, so templates that rewrite assistant content (the
+   stock R1 one) or prefill ``<think>\\n`` (R1-Distill) continue exactly the
+   context the model thought in.
 
 Engines that return the reasoning in a separate field (the DeepSeek API's
 ``reasoning_content``) cannot be budget-forced this way: the text to continue is
@@ -38,7 +41,7 @@ from typing import Any, Sequence
 
 from distill.records import Problem
 from eval.protocol import evaluate
-from teachers.reasoning import THINK_CLOSE
+from teachers.reasoning import THINK_CLOSE, THINK_OPEN
 from teachers.sampler import Completion, Messages, Sampler, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -91,7 +94,7 @@ class BudgetForcedSampler:
         first = self.inner.generate(prompts, dataclasses.replace(params, max_tokens=min(self.budget, params.max_tokens)))
         results: list[list[Completion]] = [list(row) for row in first]
         continuations: list[Messages] = []
-        slots: list[tuple[int, int, str, bool]] = []
+        slots: list[tuple[int, int, str, bool, bool]] = []
         for p, row in enumerate(first):
             for i, c in enumerate(row):
                 self.stats.samples += 1
@@ -106,8 +109,12 @@ class BudgetForcedSampler:
                     continue
                 forced = not closed
                 prefix = c.text + (FORCED_CLOSE + self.answer_prefix if forced else "")
-                continuations.append([*prompts[p], {"role": "assistant", "content": prefix}])
-                slots.append((p, i, prefix, forced))
+                # The model thought after an opener its prompt prefilled (R1-Distill's '<think>\n'), which is
+                # not in its text: the continuation must carry it, once (a backend rendering the generation
+                # prompt drops it again there; an OpenAI server then continues a think block).
+                opener = "" if c.text.lstrip().startswith(THINK_OPEN) else THINK_OPEN + "\n"
+                continuations.append([*prompts[p], {"role": "assistant", "content": opener + prefix}])
+                slots.append((p, i, prefix, forced, bool(opener)))
         if continuations:
             forced_tokens = self.count_tokens(FORCED_CLOSE + self.answer_prefix)
             # One call per sample index, each with its own seed: engines that seed per request (vLLM,
@@ -119,14 +126,14 @@ class BudgetForcedSampler:
                                                   seed=params.seed + 7919 + i)
                 for j, row in zip(picked, self.inner.generate([continuations[j] for j in picked], cont_params)):
                     second[j] = row
-            for (p, i, prefix, forced), row in zip(slots, second):
+            for (p, i, prefix, forced, opened), row in zip(slots, second):
                 c1, c2 = first[p][i], row[0]
                 self.stats.forced += forced
                 self.stats.answer_continued += not forced
                 results[p][i] = ForcedCompletion(
                     thinking_tokens=results[p][i].thinking_tokens, forced=forced, text=prefix + c2.text, finish_reason=c2.finish_reason, prompt_tokens=c1.prompt_tokens,
                     completion_tokens=c1.completion_tokens + (forced_tokens if forced else 0) + c2.completion_tokens,
-                    prefilled_think=c1.prefilled_think, latency_s=c1.latency_s + c2.latency_s,
+                    prefilled_think=c1.prefilled_think or opened, latency_s=c1.latency_s + c2.latency_s,
                     error=c1.error or c2.error)
         return results
 

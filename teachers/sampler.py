@@ -8,7 +8,9 @@ Splitting the reasoning from the answer happens afterwards, in
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
+
+from teachers.reasoning import THINK_OPEN
 
 Messages = list[dict[str, str]]
 
@@ -59,17 +61,55 @@ def continues_final_message(messages: Messages) -> bool:
     """A prompt whose last message is the assistant's is continued, not answered in a new turn.
 
     Budget forcing (eval/budget.py) and a prefilled ``<think>`` rely on this: the
-    backend renders the chat template without closing that message and generates
-    from where its text ends; the completion holds only the new text.
+    backend renders the conversation before that message with its generation
+    prompt and appends the message's text verbatim (:func:`continuation_text`);
+    the completion holds only the new text.
     """
     return bool(messages) and messages[-1].get("role") == "assistant"
 
 
+def prefilled_opener(generation_prompt: str) -> str:
+    """The think opener a generation prompt ends with (``"<think>\\n"`` for R1-Distill), else ``""``."""
+    stripped = generation_prompt.rstrip()
+    if not stripped.endswith(THINK_OPEN):
+        return ""
+    return generation_prompt[len(stripped) - len(THINK_OPEN):]
+
+
+def continuation_text(generation_prompt: str, content: str) -> str:
+    """The prompt that continues an assistant message: the generation prompt, then the text as the model wrote it.
+
+    Why not the template's own ``continue_final_message``: templates rewrite
+    assistant content.  The stock DeepSeek-R1 / R1-Distill template keeps only
+    the text after ``</think>``, so the message is not found in the rendering
+    (transformers raises); and a template whose generation prompt prefills
+    ``<think>\\n`` renders an assistant message without it, so the model's
+    reasoning (generated after the prefill) would be continued with no opener.
+    Appending to the generation prompt is exactly the context the model
+    generated in; an opener the prompt already ends with is not repeated.
+    """
+    opener = prefilled_opener(generation_prompt)
+    stripped = content.lstrip()
+    if opener and stripped.startswith(THINK_OPEN):
+        content = stripped[len(THINK_OPEN):]
+        spacing = opener[len(THINK_OPEN):]
+        if spacing and content.startswith(spacing):
+            content = content[len(spacing):]
+    return generation_prompt + content
+
+
+def render_with(render: Callable[[Messages], str], messages: Messages) -> str:
+    """A prompt's text from ``render`` (the chat template with its generation prompt), continuing a final
+    assistant message with :func:`continuation_text`."""
+    if not continues_final_message(messages):
+        return render(list(messages))
+    return continuation_text(render(list(messages[:-1])), str(messages[-1].get("content") or ""))
+
+
 def render_prompt(tokenizer: Any, messages: Messages) -> str:
     """The prompt text for a transformers tokenizer's chat template, continuing a final assistant message."""
-    cont = continues_final_message(messages)
-    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=not cont,
-                                         continue_final_message=cont)
+    return render_with(lambda m: tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True),
+                       messages)
 
 
 def make_sampler(backend: str, model: str, **options: Any) -> Sampler:

@@ -140,3 +140,86 @@ def test_budget_forcing_through_the_transformers_sampler(tmp_path, teacher_cache
     # the forced answers reach the verifier: it extracts the boxed number the model wrote after the prefix
     assert any(r["extracted"] for r in rows)
     assert high["pass_at_1"] > 0 and high["mean_tokens"] > low["mean_tokens"]
+
+
+class TemplateSampler:
+    """Renders every prompt with a real tokenizer's chat template (as the transformers/vLLM backends do) and
+    answers from a script: the thinking is cut at the budget, a continuation answers.  It records the
+    rendered prompts, which is what the model would see."""
+
+    name = "template"
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.rendered: list[str] = []
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def close(self):
+        pass
+
+    def generate(self, prompts, params):
+        from teachers.sampler import render_prompt
+
+        out = []
+        for prompt in prompts:
+            self.rendered.append(render_prompt(self.tokenizer, prompt))
+            if prompt[-1]["role"] == "assistant":
+                out.append([Completion("The answer is \\boxed{5}.", "stop", completion_tokens=6)] * params.n)
+            else:  # R1-Distill's generation prompt opened the think block: the text has no <think>
+                out.append([Completion("I add 2 and 3 and", "length", completion_tokens=params.max_tokens)] * params.n)
+        return out
+
+
+@pytest.fixture(scope="module")
+def toy_tokenizer():
+    from students.toy_tokenizer import build_toy_tokenizer
+
+    return build_toy_tokenizer(["What is 2 + 3? I add 2 and 3 and get 5. The answer is 5."] * 5)
+
+
+def _r1_stock_template():
+    from trl.chat_template_utils import deepseek_r1_distill_chat_template  # the upstream R1-Distill template
+
+    return deepseek_r1_distill_chat_template
+
+
+@pytest.mark.parametrize("template", ["r1_distill_training", "r1_stock"])
+def test_forced_continuation_keeps_the_prefilled_think(toy_tokenizer, template):
+    """The continuation is the generation prompt (ending '<｜Assistant｜><think>\\n') + the reasoning + the forced
+    close: '<think>' once, and the stock template (which cuts assistant content at '</think>') works too."""
+    import copy
+
+    from students.templates import R1_DISTILL_TRAINING_TEMPLATE
+
+    tok = copy.deepcopy(toy_tokenizer)
+    tok.chat_template = R1_DISTILL_TRAINING_TEMPLATE if template == "r1_distill_training" else _r1_stock_template()
+    inner = TemplateSampler(tok)
+    prompt = [{"role": "user", "content": "What is 2 + 3?"}]
+    out = BudgetForcedSampler(inner, 5, answer_tokens=8).generate([prompt], SamplingParams(n=1, max_tokens=100))
+    first, cont = inner.rendered
+    assert first.endswith("<｜Assistant｜><think>\n")
+    assert cont == first + "I add 2 and 3 and" + FORCED_CLOSE
+    assert cont.count("<think>") == 1 and cont.count("</think>") == 1
+    c = out[0][0]
+    assert c.forced and c.text == "I add 2 and 3 and" + FORCED_CLOSE + "The answer is \\boxed{5}."  # no opener added
+    from teachers.reasoning import split_reasoning
+
+    split = split_reasoning(c.text, c.reasoning, c.prefilled_think)
+    assert (split.reasoning, split.answer, split.think_closed) == ("I add 2 and 3 and", "The answer is \\boxed{5}.", True)
+
+
+def test_continuation_of_a_text_that_opened_its_own_think_block(toy_tokenizer):
+    """ChatML: the model writes '<think>' itself; the continuation carries its text verbatim, no second opener."""
+    from teachers.sampler import continuation_text, render_prompt
+
+    prompt = [{"role": "user", "content": "What is 2 + 3?"}]
+    head = render_prompt(toy_tokenizer, prompt)
+    assert head.endswith("<|im_start|>assistant\n")
+    cont = render_prompt(toy_tokenizer, [*prompt, {"role": "assistant", "content": "<think>\nI add" + FORCED_CLOSE}])
+    assert cont == head + "<think>\nI add" + FORCED_CLOSE
+    # a generation prompt that already opened the block is not opened twice, whatever the spacing
+    assert continuation_text("A<think>\n", "<think>\nx") == "A<think>\nx"
+    assert continuation_text("A<think>\n", "x") == "A<think>\nx"
+    assert continuation_text("A\n", "<think>\nx") == "A\n<think>\nx"

@@ -7,7 +7,8 @@ tokens -- so a template or tokenizer lost in export shows up as lost accuracy.
 
 The template is rendered with transformers' Jinja renderer (the one
 ``apply_chat_template`` uses, which knows the ``{% generation %}`` tags our
-training templates carry and ``continue_final_message``), and the prompt is
+training templates carry; a final assistant message is continued as
+:func:`teachers.sampler.continuation_text` says), and the prompt is
 tokenized by llama.cpp.  Sampling uses llama.cpp's own sampler with DeepSeek's
 settings: temperature and top-p from :class:`SamplingParams`, top-k and min-p
 off; each sample has its own seed (``seed + i``), as llama.cpp generates one
@@ -23,7 +24,7 @@ import os
 import time
 from typing import Any, Sequence
 
-from teachers.sampler import Completion, Messages, SamplingParams, continues_final_message
+from teachers.sampler import Completion, Messages, SamplingParams, render_with
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,12 @@ class LlamaCppSampler:
         """The prompt text from the GGUF's own chat template, continuing a final assistant message."""
         from transformers.utils.chat_template_utils import render_jinja_template
 
-        cont = continues_final_message(messages)
-        rendered, _ = render_jinja_template(conversations=[list(messages)], chat_template=self.chat_template,
-                                            add_generation_prompt=not cont, continue_final_message=cont,
-                                            **self._special)
-        return rendered[0]
+        def generation_prompt(conversation: Messages) -> str:
+            rendered, _ = render_jinja_template(conversations=[conversation], chat_template=self.chat_template,
+                                                add_generation_prompt=True, **self._special)
+            return rendered[0]
+
+        return render_with(generation_prompt, messages)
 
     def tokenize(self, text: str) -> list[int]:
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))

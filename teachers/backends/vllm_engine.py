@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any, Sequence
 
-from teachers.sampler import Completion, Messages, SamplingParams, continues_final_message
+from teachers.sampler import Completion, Messages, SamplingParams, continues_final_message, render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,15 @@ class VLLMSampler:
         sp = VSamplingParams(n=params.n // copies, temperature=params.temperature, top_p=params.top_p,
                              max_tokens=params.max_tokens, seed=params.seed)
         started = time.perf_counter()
-        cont = [continues_final_message(p) for p in prompts]
-        if any(cont) and not all(cont):
-            raise ValueError("vLLM chat continues all prompts or none; split continuations into their own call")
-        outputs = self.llm.chat(list(prompts), sp, use_tqdm=False, add_generation_prompt=not any(cont),
-                                continue_final_message=any(cont))
+        if any(continues_final_message(p) for p in prompts):
+            # A continuation is the generation prompt plus the assistant's text verbatim (see
+            # teachers.sampler.continuation_text): vLLM's own continue_final_message fails on templates
+            # that rewrite assistant content (the stock R1 one) and drops a prefilled <think>.
+            ids = [self.tokenizer(render_prompt(self.tokenizer, p), add_special_tokens=False)["input_ids"]
+                   for p in prompts]
+            outputs = self.llm.generate([{"prompt_token_ids": i} for i in ids], sp, use_tqdm=False)
+        else:
+            outputs = self.llm.chat(list(prompts), sp, use_tqdm=False)
         per_request = (time.perf_counter() - started) / max(1, len(prompts))
         results = []
         for out in outputs:
