@@ -210,7 +210,14 @@ def decode_lcb_tests(value: Any) -> list[dict[str, Any]]:
         pass
     raw = zlib.decompress(base64.b64decode(text))
     inner = _StrOnlyUnpickler(io.BytesIO(raw)).load()
+    if not isinstance(inner, (str, bytes)):
+        raise ValueError(f"private test cases unpickle to {type(inner).__name__}, not a JSON string")
     return json.loads(inner)
+
+
+# What a row in the wrong layout (or with a corrupt LiveCodeBench test payload) raises while it is
+# converted: each becomes one UserError line naming the row, never a traceback.
+BAD_ROW_ERRORS = (KeyError, ValueError, zlib.error, pickle.UnpicklingError, EOFError)
 
 
 def code_answer(tests: list[dict[str, Any]], fn_name: str | None) -> str:
@@ -330,7 +337,13 @@ def load_local(bench: Benchmark, path: Path, limit: int | None = None) -> Loaded
     path = Path(path)
     if not path.is_file():
         raise UserError(f"benchmark {bench.name}: file not found: {path}")
-    problems = [uniform_row(row, i, bench.kind, bench.display, path) for i, row in enumerate(read_jsonl(path))]
+    problems = []
+    for i, row in enumerate(read_jsonl(path)):
+        try:
+            problems.append(uniform_row(row, i, bench.kind, bench.display, path))
+        except BAD_ROW_ERRORS as exc:
+            raise UserError(f"{path}: line {i + 1} is not in the expected layout: {type(exc).__name__}: {exc}") \
+                from None
     problems = problems[:limit] if limit else problems
     return LoadedBenchmark(bench.name, bench.version, bench.kind, bench.display, problems,
                            {"source": "local", "path": str(path), "sha256": _sha256(path)})
@@ -366,9 +379,9 @@ def load_hub(bench: Benchmark, limit: int | None = None, seed: int = 0, path: st
             break
         try:
             problems.append(bench.hub_row(row, i, bench, seed))
-        except (KeyError, ValueError) as exc:
-            raise UserError(f"benchmark {bench.name}: row {i} of {repo!r} is not in the expected layout: {exc}") \
-                from None
+        except BAD_ROW_ERRORS as exc:
+            raise UserError(f"benchmark {bench.name}: row {i} of {repo!r} is not in the expected layout: "
+                            f"{type(exc).__name__}: {exc}") from None
     source = {"source": "hub", "path": repo, "config": hub.name, "split": hub.split, "revision": rev,
               "fingerprint": getattr(ds, "_fingerprint", None)}
     if bench.kind == "multiple_choice":

@@ -184,6 +184,33 @@ def test_livecodebench_layout_and_private_tests(tmp_path):
     assert ok.correct and not bad.correct and bad.extracted == "wrong_answer"
 
 
+def _lcb_row(qid: str, date: str, private: str = "") -> dict:
+    return {"question_title": qid, "question_content": f"Problem {qid}: read n, print n*n.", "platform": "atcoder",
+            "question_id": qid, "contest_id": qid, "contest_date": f"{date}T00:00:00", "starter_code": "",
+            "difficulty": "easy", "public_test_cases": json.dumps([{"input": "3\n", "output": "9\n",
+                                                                     "testtype": "stdin"}]),
+            "private_test_cases": private, "metadata": "{}"}
+
+
+@pytest.mark.parametrize("payload", [
+    base64.b64encode(b"not zlib at all").decode(),  # zlib.error
+    base64.b64encode(zlib.compress(b"\x80\x04garbage")).decode(),  # pickle.UnpicklingError
+    base64.b64encode(zlib.compress(pickle.dumps(Path("/")))).decode(),  # a pickled object: refused
+])
+def test_corrupt_lcb_private_tests_are_one_line_user_errors(tmp_path, payload):
+    folder = tmp_path / "lcb"
+    folder.mkdir()
+    bench = get_benchmark("livecodebench")
+    (folder / bench.hub.data_files).write_text(json.dumps(_lcb_row("bad", "2024-09-01", private=payload)) + "\n")
+    with pytest.raises(UserError, match="row .* not in the expected layout") as err:
+        load_hub(bench, path=str(folder))
+    assert "\n" not in str(err.value)
+    local = tmp_path / "mine.jsonl"  # the same row in a user's local file
+    local.write_text(json.dumps(_lcb_row("bad", "2024-09-01", private=payload)) + "\n")
+    with pytest.raises(UserError, match="line 1 is not in the expected layout"):
+        load_benchmark("mine", file=local, kind="code")
+
+
 def test_lcb_private_tests_refuse_pickled_objects():
     evil = base64.b64encode(zlib.compress(pickle.dumps(Path("/")))).decode()
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
