@@ -362,6 +362,10 @@ class BenchmarkConfig(Strict):
     kind: Literal["math", "multiple_choice", "code"] = Field("math", description="for file benchmarks")
     max_tokens: Optional[int] = Field(None, ge=1, description="default eval.max_tokens")
     revision: Optional[str] = Field(None, description="Hub dataset revision (commit) to pin")
+    window: Optional[str] = Field(
+        None, pattern=r"^\d{4}-\d{2}-\d{2}\.\.\d{4}-\d{2}-\d{2}$",
+        description="livecodebench: problems whose contest_date is in FIRST..LAST; default 2024-08-01..2025-01-31, "
+                    "the window of DeepSeek's published numbers")
 
     @model_validator(mode="after")
     def _check(self) -> "BenchmarkConfig":

@@ -758,7 +758,7 @@ def eval_benchmarks(ctx: Context) -> list[tuple[Any, Any]]:
                                      {"source": "the run's held-out problems", "problems_config": p.source})
         else:
             loaded = load_benchmark(b.name, source=b.source, data_dir=cfg.data_dir, file=b.file, kind=b.kind,
-                                    limit=b.limit, seed=cfg.seed, revision=b.revision)
+                                    limit=b.limit, seed=cfg.seed, revision=b.revision, window=b.window)
         if not loaded.problems:
             raise UserError(f"eval: benchmark {b.name} has no problems")
         if loaded.name in {lb.name for _, lb in out}:

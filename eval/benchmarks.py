@@ -58,8 +58,28 @@ class HubSource:
     split: str
     name: Optional[str] = None
     revision: Optional[str] = None
-    data_files: Optional[str] = None
+    data_files: tuple[str, ...] = ()
     gated: bool = False
+    # A column of ISO dates ("2024-08-01T00:00:00"): the benchmark is the rows dated inside a window.
+    date_column: Optional[str] = None
+    default_window: Optional[str] = None  # "first..last", both days included
+
+
+# DeepSeek-R1's LiveCodeBench numbers (R1 and R1-Distill tables) are over the problems dated
+# 2024-08-01 .. 2025-01-31; a number over another window is not comparable with theirs.
+DEEPSEEK_LCB_WINDOW = "2024-08-01..2025-01-31"
+# code_generation_lite's release files: test.jsonl holds release v1, each testN.jsonl the problems
+# release vN added; together they are every problem of release v6.
+LCB_RELEASE_FILES = ("test.jsonl", "test2.jsonl", "test3.jsonl", "test4.jsonl", "test5.jsonl", "test6.jsonl")
+_WINDOW = re.compile(r"^(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})$")
+
+
+def parse_window(window: str) -> tuple[str, str]:
+    """``"2024-08-01..2025-01-31"`` -> ``("2024-08-01", "2025-01-31")``; a bad window is a UserError."""
+    m = _WINDOW.match(window.strip())
+    if not m or m.group(1) > m.group(2):
+        raise UserError(f"date window {window!r} must read FIRST..LAST with ISO days, e.g. {DEEPSEEK_LCB_WINDOW}")
+    return m.group(1), m.group(2)
 
 
 @dataclass(frozen=True)
@@ -276,10 +296,13 @@ REGISTRY: dict[str, Benchmark] = {
                   HubSource("Idavidrein/gpqa", "train", name="gpqa_diamond", gated=True),
                   None, _gpqa_row, default_k=1, protocol_k=64,
                   description="198 graduate-level multiple-choice questions (gated; read at run time only)"),
-        Benchmark("livecodebench", "1", "code", "LiveCodeBench",
-                  HubSource("livecodebench/code_generation_lite", "train", data_files="test6.jsonl"),
+        Benchmark("livecodebench", "2", "code", "LiveCodeBench",
+                  HubSource("livecodebench/code_generation_lite", "train", data_files=LCB_RELEASE_FILES,
+                            date_column="contest_date", default_window=DEEPSEEK_LCB_WINDOW),
                   None, _lcb_row, default_k=1, protocol_k=64,
-                  description="LiveCodeBench code generation (release v6 problems); scored by running tests"),
+                  description="LiveCodeBench code generation: the problems of every release file (test.jsonl .. "
+                              "test6.jsonl) whose contest_date is in the window (default "
+                              f"{DEEPSEEK_LCB_WINDOW}, DeepSeek-R1's); scored by running tests"),
     )
 }
 
@@ -350,23 +373,28 @@ def load_local(bench: Benchmark, path: Path, limit: int | None = None) -> Loaded
 
 
 def load_hub(bench: Benchmark, limit: int | None = None, seed: int = 0, path: str | None = None,
-             revision: str | None = None) -> LoadedBenchmark:
+             revision: str | None = None, window: str | None = None) -> LoadedBenchmark:
     """Read a benchmark with ``datasets.load_dataset`` and convert each row from the Hub layout.
 
     ``path`` replaces the Hub repo id (a local folder in the Hub layout loads
-    through the same call); ``revision`` overrides the registry's pin.
+    through the same call); ``revision`` overrides the registry's pin; ``window``
+    (``FIRST..LAST``) overrides the date window of a dated benchmark (LiveCodeBench).
     """
     if bench.hub is None:
         raise UserError(f"benchmark {bench.name} has no Hub source")
+    hub = bench.hub
+    if window is not None and hub.date_column is None:
+        raise UserError(f"benchmark {bench.name} has no dates; a date window applies to livecodebench only")
+    window = window or hub.default_window
+    first, last = parse_window(window) if window else (None, None)
     import datasets
 
-    hub = bench.hub
     repo = path or hub.path
     rev = revision if revision is not None else hub.revision
     try:
         if hub.data_files:  # the json builder reads the same files from the Hub or a local copy
             base = path if path is not None else f"hf://datasets/{repo}" + (f"@{rev}" if rev else "")
-            ds = datasets.load_dataset("json", data_files=f"{base}/{hub.data_files}", split=hub.split)
+            ds = datasets.load_dataset("json", data_files=[f"{base}/{f}" for f in hub.data_files], split=hub.split)
         else:
             ds = datasets.load_dataset(repo, hub.name, split=hub.split, revision=rev)
     except Exception as exc:  # noqa: BLE001 - offline, gated, missing: one clear line for the user
@@ -377,6 +405,12 @@ def load_hub(bench: Benchmark, limit: int | None = None, seed: int = 0, path: st
     for i, row in enumerate(ds):
         if limit and len(problems) >= limit:
             break
+        if first is not None:
+            day = str(row.get(hub.date_column) or "")[:10]
+            if not day:
+                raise UserError(f"benchmark {bench.name}: row {i} of {repo!r} has no {hub.date_column}")
+            if not first <= day <= last:
+                continue
         try:
             problems.append(bench.hub_row(row, i, bench, seed))
         except BAD_ROW_ERRORS as exc:
@@ -386,18 +420,23 @@ def load_hub(bench: Benchmark, limit: int | None = None, seed: int = 0, path: st
               "fingerprint": getattr(ds, "_fingerprint", None)}
     if bench.kind == "multiple_choice":
         source["shuffle_seed"] = seed
+    if window:
+        source["window"] = f"{first}..{last}"  # eval/table.py shows DeepSeek's number only for their window
+        source["data_files"] = list(hub.data_files)
     return LoadedBenchmark(bench.name, bench.version, bench.kind, bench.display, problems, source)
 
 
 def load_benchmark(name: str, *, source: str = "auto", data_dir: Path | None = None, file: Path | None = None,
                    kind: str = "math", limit: int | None = None, seed: int = 0, hub_path: str | None = None,
-                   revision: str | None = None) -> LoadedBenchmark:
+                   revision: str | None = None, window: str | None = None) -> LoadedBenchmark:
     """Load a registered benchmark (or a user's JSONL ``file``) as problems.
 
     ``source``: ``local`` reads ``data_dir/<local_file>``; ``hub`` calls
     ``load_dataset``; ``auto`` prefers the local file when it exists.  A name
     that is not registered needs ``file`` (a user benchmark in the uniform schema).
     """
+    if window is not None and (file is not None or source == "local"):
+        raise UserError(f"benchmark {name}: a date window applies to the Hub copy of livecodebench only")
     if file is not None:
         bench = REGISTRY.get(name) or Benchmark(name, "user", kind, name, None, Path(file).name, _math500_row)
         loaded = load_local(bench, Path(file), limit)
@@ -412,7 +451,7 @@ def load_benchmark(name: str, *, source: str = "auto", data_dir: Path | None = N
         return load_local(bench, local, limit)
     if source not in ("auto", "hub"):
         raise UserError(f"benchmark {name}: source must be auto, local or hub, not {source!r}")
-    return load_hub(bench, limit, seed, hub_path, revision)
+    return load_hub(bench, limit, seed, hub_path, revision, window)
 
 
 def registry_table() -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from distill.report import PUBLISHED_R1_DISTILL, PUBLISHED_SOURCE, canonical_benchmark, published_model_for
+from eval.benchmarks import DEEPSEEK_LCB_WINDOW
 
 Grid = dict[str, dict[str, dict[str, Any]]]  # model label -> benchmark -> summary
 
@@ -39,6 +40,22 @@ def _columns(grid: Grid) -> list[tuple[str, str | None]]:
     return [(b, canonical_benchmark(b)) for b in benches]
 
 
+def _comparable(grid: Grid, bench: str, canon: str | None) -> bool:
+    """Whether DeepSeek's number for ``canon`` is over the same problems as this column.
+
+    LiveCodeBench is a moving set: DeepSeek's numbers are for the problems dated
+    2024-08-01 .. 2025-01-31, so a column over another window (or of unknown
+    window, such as a user's file) gets no published number beside it.
+    """
+    if canon is None:
+        return False
+    if canon != "LiveCodeBench":
+        return True
+    windows = {((s.get("protocol") or {}).get("benchmark") or {}).get("window")
+               for per_bench in grid.values() for b, s in per_bench.items() if b == bench}
+    return windows == {DEEPSEEK_LCB_WINDOW}
+
+
 def _pct(x: Any) -> str:
     return f"{100 * x:.1f}" if isinstance(x, (int, float)) else "–"
 
@@ -51,6 +68,7 @@ def r1_distill_table(grid: Grid, student_model: str) -> str:
     AIME 2024, the one benchmark DeepSeek reports a consensus number for (k=64).
     """
     cols = _columns(grid)
+    other_window = [b for b, canon in cols if canon and not _comparable(grid, b, canon)]
     headers = ["model"]
     for bench, canon in cols:
         label = f"{bench} ({canon})" if canon and canon != bench else bench
@@ -73,12 +91,16 @@ def r1_distill_table(grid: Grid, student_model: str) -> str:
         for name, numbers in PUBLISHED_R1_DISTILL.items():
             mark = " ← compare" if name == compared else ""
             cells = [f"{name} (published){mark}"]
-            for _, canon in cols:
-                cells.append(f"{numbers[canon]:.1f}" if canon in numbers else "–")
+            for bench, canon in cols:
+                shown = canon in numbers and bench not in other_window
+                cells.append(f"{numbers[canon]:.1f}" if shown else "–")
                 if canon == "AIME 2024":
                     cells.append(f"{numbers['AIME 2024 cons@64']:.1f} (k=64)")
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", f"Published rows: {PUBLISHED_SOURCE}."]
+        for bench in other_window:
+            lines.append(f"No published number beside {bench}: DeepSeek's LiveCodeBench problems are those dated "
+                         f"{DEEPSEEK_LCB_WINDOW}, and this column's window differs.")
     else:
         lines += ["", "No column matches a benchmark of DeepSeek's R1-Distill table, so no published rows."]
     lines.append("pass@1 in %, mean over k samples per problem, 95% CI over problems in brackets; truncated "

@@ -20,6 +20,7 @@ import pytest
 from conftest import SHARED_DATA
 from distill.errors import UserError
 from eval.benchmarks import (
+    DEEPSEEK_LCB_WINDOW,
     REGISTRY,
     decode_lcb_tests,
     get_benchmark,
@@ -163,9 +164,7 @@ def test_livecodebench_layout_and_private_tests(tmp_path):
            "starter_code": "", "difficulty": "easy",
            "public_test_cases": json.dumps([{"input": "3\n", "output": "9\n", "testtype": "stdin"}]),
            "private_test_cases": packed, "metadata": "{}"}
-    folder = tmp_path / "lcb"
-    folder.mkdir()
-    (folder / bench.hub.data_files).write_text(json.dumps(row) + "\n")
+    folder = _write_lcb(tmp_path / "lcb", {"test6.jsonl": [row]})
     loaded = load_hub(bench, path=str(folder))
     p = loaded.problems[0]
     assert p.kind == "code" and p.id == "lcb-abc001_a" and "```python" in p.problem
@@ -192,18 +191,63 @@ def _lcb_row(qid: str, date: str, private: str = "") -> dict:
             "private_test_cases": private, "metadata": "{}"}
 
 
+def _write_lcb(folder: Path, by_file: dict[str, list[dict]]) -> Path:
+    """code_generation_lite's layout: one JSONL per release (test.jsonl .. test6.jsonl), each with rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    filler = _lcb_row("filler", "2023-05-01")  # the json builder wants every listed file to hold rows
+    for name in get_benchmark("livecodebench").hub.data_files:
+        rows = by_file.get(name) or [filler]
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_livecodebench_window_spans_every_release_file(tmp_path):
+    """DeepSeek's window (2024-08-01..2025-01-31) picks problems from older and newer release files alike."""
+    folder = _write_lcb(tmp_path / "lcb", {
+        "test.jsonl": [_lcb_row("old", "2023-06-01")],
+        "test4.jsonl": [_lcb_row("aug", "2024-08-01"), _lcb_row("jul", "2024-07-31")],
+        "test5.jsonl": [_lcb_row("jan", "2025-01-31")],
+        "test6.jsonl": [_lcb_row("feb", "2025-02-01"), _lcb_row("nov", "2024-11-15")],
+    })
+    bench = get_benchmark("livecodebench")
+    loaded = load_hub(bench, path=str(folder))
+    assert sorted(p.id for p in loaded.problems) == ["lcb-aug", "lcb-jan", "lcb-nov"]
+    assert loaded.source["window"] == "2024-08-01..2025-01-31" and bench.version == "2"
+    assert loaded.describe()["window"] == "2024-08-01..2025-01-31"  # goes into the protocol record
+    assert "2024-08-01..2025-01-31" in bench.description
+    other = load_benchmark("livecodebench", source="hub", hub_path=str(folder), window="2025-02-01..2025-05-01")
+    assert [p.id for p in other.problems] == ["lcb-feb"] and other.source["window"] == "2025-02-01..2025-05-01"
+    with pytest.raises(UserError, match="FIRST..LAST"):
+        load_hub(bench, path=str(folder), window="2025-02-01..2024-01-01")
+    with pytest.raises(UserError, match="livecodebench only"):
+        load_hub(get_benchmark("math500"), path=str(folder), window=DEEPSEEK_LCB_WINDOW)
+
+
+def test_table_shows_deepseeks_livecodebench_number_only_for_their_window():
+    from eval.table import r1_distill_table
+
+    def summary(window):
+        return {"pass_at_1": 0.2, "ci95_low": 0.1, "ci95_high": 0.3, "cons_at_k": 0.2, "params": {"n": 1},
+                "protocol": {"benchmark": {"name": "livecodebench", "window": window}}}
+
+    same = r1_distill_table({"student": {"livecodebench": summary(DEEPSEEK_LCB_WINDOW)}},
+                            "Qwen/Qwen2.5-Math-1.5B")
+    assert "| DeepSeek-R1-Distill-Qwen-1.5B (published) ← compare | 16.9 |" in same
+    other = r1_distill_table({"student": {"livecodebench": summary("2025-02-01..2025-05-01")}},
+                             "Qwen/Qwen2.5-Math-1.5B")
+    assert "| DeepSeek-R1-Distill-Qwen-1.5B (published) ← compare | – |" in other
+    assert "window differs" in other
+
+
 @pytest.mark.parametrize("payload", [
     base64.b64encode(b"not zlib at all").decode(),  # zlib.error
     base64.b64encode(zlib.compress(b"\x80\x04garbage")).decode(),  # pickle.UnpicklingError
     base64.b64encode(zlib.compress(pickle.dumps(Path("/")))).decode(),  # a pickled object: refused
 ])
 def test_corrupt_lcb_private_tests_are_one_line_user_errors(tmp_path, payload):
-    folder = tmp_path / "lcb"
-    folder.mkdir()
-    bench = get_benchmark("livecodebench")
-    (folder / bench.hub.data_files).write_text(json.dumps(_lcb_row("bad", "2024-09-01", private=payload)) + "\n")
+    folder = _write_lcb(tmp_path / "lcb", {"test5.jsonl": [_lcb_row("bad", "2024-09-01", private=payload)]})
     with pytest.raises(UserError, match="row .* not in the expected layout") as err:
-        load_hub(bench, path=str(folder))
+        load_hub(get_benchmark("livecodebench"), path=str(folder))
     assert "\n" not in str(err.value)
     local = tmp_path / "mine.jsonl"  # the same row in a user's local file
     local.write_text(json.dumps(_lcb_row("bad", "2024-09-01", private=payload)) + "\n")
