@@ -69,6 +69,36 @@ def test_vllm_and_transformers_agree_greedily(tiny_teacher):
         assert t["teacher"] == tiny_teacher
 
 
+FORCED_SCRIPT = r"""
+import json, sys
+from distill.problems import build_prompt, generate_arithmetic
+from eval.budget import BudgetForcedSampler
+from teachers.sampler import SamplingParams, make_sampler
+sampler = make_sampler(sys.argv[1], sys.argv[2], dtype="float32", batch_size=64)
+prompts = [build_prompt(p) for p in generate_arithmetic(6, 5, 1, 1, "f")]
+out = BudgetForcedSampler(sampler, 4, answer_tokens=8).generate(prompts, SamplingParams(n=1, temperature=0, max_tokens=64))
+sampler.close()
+print("RESULT " + json.dumps([[c.text, c.forced, c.finish_reason] for row in out for c in row]))
+"""
+
+
+@pytest.mark.slow
+def test_vllm_continues_budget_forced_samples_like_transformers(tiny_teacher):
+    """Continuations go through vLLM as rendered token prompts (generation prompt + the text so far)."""
+    def run(backend):
+        proc = subprocess.run([sys.executable, "-c", FORCED_SCRIPT, backend, tiny_teacher], cwd=REPO,
+                              capture_output=True, text=True, timeout=600,
+                              env={**__import__("os").environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))[len("RESULT "):])
+
+    via_vllm, via_hf = run("vllm"), run("transformers")
+    assert all(forced for _, forced, _ in via_vllm) and len(via_vllm) == 6
+    assert all("</think>" in text for text, _, _ in via_vllm)
+    same = sum(a[0] == b[0] for a, b in zip(via_vllm, via_hf))
+    assert same >= 5, (via_vllm, via_hf)
+
+
 @pytest.mark.slow
 def test_vllm_samples_n_per_prompt_at_temperature(tiny_teacher):
     traces = sample_with("vllm", tiny_teacher, 0.6)
