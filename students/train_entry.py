@@ -46,13 +46,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def settings_from_json(text: str) -> Any:
+    """The TrainSettings of ``--settings``; bad JSON or an unknown field is a UserError (exit 2)."""
+    from distill.errors import UserError
     from students.trainer import TrainSettings
 
-    raw = json.loads(text)
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"--settings: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise UserError("--settings: expected a JSON object of TrainSettings fields")
     known = {f.name for f in dataclasses.fields(TrainSettings)}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise SystemExit(f"--settings: unknown field(s) {', '.join(unknown)}")
+        raise UserError(f"--settings: unknown field(s) {', '.join(unknown)}")
     return TrainSettings(**raw)
 
 
