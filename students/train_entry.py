@@ -84,11 +84,18 @@ def run_train_stage(config_path: str, overrides: list[str]) -> str:
     import torch
 
     config = load_config(config_path, overrides)
+    store = RunStore(config.run_dir)
+    fps = fingerprints(config)
+    if store.is_done("train", fps["train"]):
+        # Like `distill run`, a finished stage is skipped: begin() would delete the trained model
+        # (it resumes only running or failed stages). The main process changes the manifest only
+        # when the stage is not done, so every process takes the same branch here.
+        log.info("stage train skipped (fingerprint %s unchanged): %s is done", fps["train"],
+                 store.stage_dir("train"))
+        return store.entry("train").get("summary", "")
     # cpu=True on a machine without CUDA: otherwise accelerate sees no GPUs and no process group
     # (the trainer itself sets one up later, too late for the barrier below)
     state = PartialState(cpu=not torch.cuda.is_available())
-    store = RunStore(config.run_dir)
-    fps = fingerprints(config)
     for upstream in UPSTREAM["train"]:
         if not store.is_done(upstream, fps[upstream]):
             raise UserError(f"stage {upstream} of {config.run_dir} is not done for this config: run "
