@@ -184,8 +184,6 @@ def build_trainer(model_or_path: Any, tokenizer: Any, examples: list[dict[str, A
         log.warning("max_length %d exceeds the model's %d positions: set student.rope (e.g. theta 300000, "
                     "max_position_embeddings %d) so long traces stay in the positions it knows",
                     settings.max_length, positions, settings.max_length)
-    steps_per_epoch = math.ceil(len(examples) / (settings.batch_size * settings.grad_accum))
-    total_steps = settings.max_steps if settings.max_steps > 0 else math.ceil(steps_per_epoch * settings.epochs)
     args = SFTConfig(
         output_dir=str(checkpoint_dir),
         num_train_epochs=settings.epochs,
@@ -194,7 +192,9 @@ def build_trainer(model_or_path: Any, tokenizer: Any, examples: list[dict[str, A
         lr_scheduler_type=settings.lr_scheduler,
         lr_scheduler_kwargs=({"min_lr_rate": settings.min_lr_rate}
                              if settings.lr_scheduler == "cosine_with_min_lr" else None),
-        warmup_steps=int(settings.warmup_ratio * total_steps),
+        # A float in [0, 1) is a share of the steps the Trainer really runs, which it alone knows: the
+        # rows after packing, the world size and grad accumulation decide them, not len(examples).
+        warmup_steps=_warmup_share(settings.warmup_ratio),
         weight_decay=settings.weight_decay,
         max_grad_norm=settings.max_grad_norm,
         per_device_train_batch_size=settings.batch_size,
@@ -330,6 +330,13 @@ def _load_model(model_or_path: Any, settings: TrainSettings, precision: Any):
             bnb_4bit_compute_dtype=precision.torch_dtype("compute"),
         )
     return AutoModelForCausalLM.from_pretrained(str(model_or_path), **kwargs)
+
+
+def _warmup_share(ratio: float) -> float:
+    """The warmup as transformers' ``warmup_steps`` share (a float below 1 is a ratio of the total steps)."""
+    if not 0 <= ratio < 1:
+        raise ValueError(f"warmup_ratio must be in [0, 1), got {ratio}")
+    return float(ratio)
 
 
 def _truncate_rows(dataset: Any, max_length: int):

@@ -129,7 +129,8 @@ def test_training_options_reach_sft_config(tmp_path, data):
     trainer = build_trainer(model, tokenizer, examples[:8], tmp_path, settings)
     args = trainer.args
     assert args.lr_scheduler_type == "cosine_with_min_lr" and args.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
-    assert args.max_grad_norm == 0.2 and args.warmup_steps == 2 and args.gradient_checkpointing
+    assert args.max_grad_norm == 0.2 and args.gradient_checkpointing
+    assert args.warmup_steps == 0.2 and args.get_warmup_steps(10) == 2  # a share of the real steps
     assert args.padding_free and trainer.data_collator.padding_free
     assert args.bf16 is False and args.fp16 is False  # auto on CPU
     if not torch.cuda.is_available():

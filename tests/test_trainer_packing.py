@@ -72,3 +72,26 @@ def test_packed_trainer_batch_loss_equals_the_token_weighted_loss_of_each_sequen
             start += n
     assert int((labels[1:] != -100).sum()) == count > 0
     assert float(packed_loss) == pytest.approx(total / count, rel=1e-5)
+
+
+def test_warmup_is_a_share_of_the_steps_actually_run_after_packing(tmp_path, setup):
+    """Packing puts several traces in a row, so an epoch has fewer steps than examples / batch size; the
+    warmup must be a share of the steps the trainer really runs (so must it be for several processes)."""
+    import copy
+    import math
+
+    tokenizer, examples, model = setup
+    settings = TrainSettings(packing=True, max_length=512, batch_size=2, epochs=1, warmup_ratio=0.5,
+                             lr_scheduler="constant_with_warmup", learning_rate=1e-3, logging_steps=1,
+                             save_steps=1000, seed=0)
+    trainer = build_trainer(copy.deepcopy(model).train(), tokenizer, examples, tmp_path, settings)
+    trainer.train()
+    steps = trainer.state.max_steps
+    assert steps == math.ceil(len(trainer.train_dataset) / 2) < len(examples) / 2  # packed: fewer steps
+    lrs = [e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e]
+    assert len(lrs) == steps
+    # the lr logged at step k is the one step k used: below the peak for exactly the warmup steps
+    warmup = math.ceil(0.5 * steps)
+    assert lrs[0] == 0 and [lr < 1e-3 for lr in lrs] == [k <= warmup for k in range(1, steps + 1)]
+    assert lrs[-1] == pytest.approx(1e-3)
+
