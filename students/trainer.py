@@ -159,7 +159,7 @@ def build_trainer(model_or_path: Any, tokenizer: Any, examples: list[dict[str, A
     import torch
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     from students.precision import resolve_precision
     from students.templates import apply_training_template
@@ -172,6 +172,7 @@ def build_trainer(model_or_path: Any, tokenizer: Any, examples: list[dict[str, A
     # The template may change EOS to the end-of-turn token, so it goes before the pad check.
     apply_training_template(tokenizer, settings.chat_template)
     ensure_distinct_pad(tokenizer)
+    args = _sft_config(settings, checkpoint_dir, precision, tokenizer)  # first: see _sft_config
     model = _load_model(model_or_path, settings, precision)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
@@ -184,7 +185,38 @@ def build_trainer(model_or_path: Any, tokenizer: Any, examples: list[dict[str, A
         log.warning("max_length %d exceeds the model's %d positions: set student.rope (e.g. theta 300000, "
                     "max_position_embeddings %d) so long traces stay in the positions it knows",
                     settings.max_length, positions, settings.max_length)
-    args = SFTConfig(
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        peft_config=_peft_config(settings),
+        callbacks=callbacks or [],
+    )
+    for noisy in (PrinterCallback, ProgressCallback):  # library code never prints; logs go to callbacks
+        trainer.remove_callback(noisy)
+    if settings.padding_free and not settings.packing:
+        trainer.train_dataset = _truncate_rows(trainer.train_dataset, settings.max_length)
+    if settings.method == "qlora" and precision.name == "fp32":
+        # TRL casts QLoRA adapters to bf16 (the QLoRA paper's recipe for GPUs); in an fp32 run that
+        # would put bf16 matmuls on the CPU, which are slow or crash, so keep the adapters in fp32.
+        for param in trainer.model.parameters():
+            if param.requires_grad and param.dtype != torch.float32:
+                param.data = param.data.float()
+    return trainer
+
+
+def _sft_config(settings: TrainSettings, checkpoint_dir: Path, precision: Any, tokenizer: Any):
+    """TRL's SFTConfig (TrainingArguments) for these settings.
+
+    Built before the model is loaded: under ``accelerate launch`` with ZeRO-3 the arguments create
+    the DeepSpeed config that ``from_pretrained`` consults to load straight into shards
+    (``zero3_init_flag``); a model loaded earlier is materialised whole on every process.
+    """
+    import torch
+    from trl import SFTConfig
+
+    return SFTConfig(
         output_dir=str(checkpoint_dir),
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,
@@ -224,25 +256,6 @@ def build_trainer(model_or_path: Any, tokenizer: Any, examples: list[dict[str, A
         completion_only_loss=True,
         dataset_num_proc=None,
     )
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list(examples),
-        processing_class=tokenizer,
-        peft_config=_peft_config(settings),
-        callbacks=callbacks or [],
-    )
-    for noisy in (PrinterCallback, ProgressCallback):  # library code never prints; logs go to callbacks
-        trainer.remove_callback(noisy)
-    if settings.padding_free and not settings.packing:
-        trainer.train_dataset = _truncate_rows(trainer.train_dataset, settings.max_length)
-    if settings.method == "qlora" and precision.name == "fp32":
-        # TRL casts QLoRA adapters to bf16 (the QLoRA paper's recipe for GPUs); in an fp32 run that
-        # would put bf16 matmuls on the CPU, which are slow or crash, so keep the adapters in fp32.
-        for param in trainer.model.parameters():
-            if param.requires_grad and param.dtype != torch.float32:
-                param.data = param.data.float()
-    return trainer
 
 
 PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<|endoftext|>", "<|fim_pad|>", "<pad>", "<|pad|>")

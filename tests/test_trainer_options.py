@@ -146,6 +146,35 @@ def test_training_options_reach_sft_config(tmp_path, data):
     assert lrs[-1] == pytest.approx(1e-4)  # decays to 10% of the peak, not to 0
 
 
+def test_training_arguments_exist_before_the_model_is_loaded(tmp_path, data, monkeypatch):
+    """ZeRO-3's zero3_init_flag: from_pretrained loads straight into shards only if the TrainingArguments
+    (which create the DeepSpeed config it consults) already exist when the model is loaded."""
+    import trl
+    from transformers import AutoModelForCausalLM
+
+    tokenizer, examples = data
+    build_tiny_model(TinyModelSpec(**SMALL), tokenizer).save_pretrained(str(tmp_path / "base"))
+    events = []
+
+    class RecordingSFTConfig(trl.SFTConfig):
+        def __post_init__(self):
+            events.append("training arguments")
+            super().__post_init__()
+
+    load = AutoModelForCausalLM.from_pretrained
+
+    def recording_load(*args, **kwargs):
+        events.append("model loaded")
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(trl, "SFTConfig", RecordingSFTConfig)
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", recording_load)
+    trainer = build_trainer(str(tmp_path / "base"), tokenizer, examples[:2], tmp_path / "out",
+                            TrainSettings(max_steps=1, max_length=256))
+    assert isinstance(trainer.args, RecordingSFTConfig)
+    assert events == ["training arguments", "model loaded"]
+
+
 # ----------------------------------------------------------------------------- RoPE extension
 
 
