@@ -7,6 +7,7 @@ end-of-turn (EOS) token -- rendered by the tokenizer's own chat template.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -139,9 +140,7 @@ def train_sft(
         raise NonFiniteLossError(guard.message(latest_complete_checkpoint(checkpoint_dir)))
 
     model_dir = output_dir / "model"
-    if trainer.is_world_process_zero():
-        _save_final(trainer, tokenizer, model_dir, model_or_path, settings)
-    trainer.accelerator.wait_for_everyone()
+    save_final_model(trainer, tokenizer, model_dir, model_or_path, settings)
     # The trainer state carries the loss history from before a resume too.
     losses = [(e["step"], float(e["loss"])) for e in trainer.state.log_history if "loss" in e and "step" in e]
     return TrainResult(
@@ -489,6 +488,72 @@ def _save_final(trainer, tokenizer, model_dir: Path, model_or_path: Any = None,
     tokenizer.save_pretrained(str(tmp))
     shutil.rmtree(model_dir, ignore_errors=True)
     tmp.rename(model_dir)
+
+
+def save_final_model(trainer, tokenizer, model_dir: Path, model_or_path: Any = None,
+                     settings: TrainSettings | None = None) -> None:
+    """Write the trained model to ``model_dir``; every process of the run calls this.
+
+    With one process or DDP the main process holds the whole model and saves it alone; with
+    sharded weights (ZeRO-3, FSDP) every process takes part in gathering them.
+    """
+    if _parameters_sharded(trainer):
+        _save_final_sharded(trainer, tokenizer, model_dir, model_or_path, settings)
+    elif trainer.is_world_process_zero():
+        _save_final(trainer, tokenizer, model_dir, model_or_path, settings)
+    trainer.accelerator.wait_for_everyone()
+
+
+def _parameters_sharded(trainer) -> bool:
+    """Whether each process holds only a shard of the weights (ZeRO-3 or FSDP), not a full replica."""
+    return bool(getattr(trainer, "is_deepspeed_enabled", False) or getattr(trainer, "is_fsdp_enabled", False))
+
+
+def _save_final_sharded(trainer, tokenizer, model_dir: Path, model_or_path: Any = None,
+                        settings: TrainSettings | None = None) -> None:
+    """The final save when the weights are sharded (ZeRO-3, FSDP2); every process must call it.
+
+    On the main process ``trainer.model`` holds only its shard (ZeRO-3: empty placeholders), so
+    saving it directly would write empty or partial tensors, and gathering the full weights is a
+    collective that hangs if the main process does it alone. So every process gathers through
+    accelerate (whatever FSDP ``state_dict_type`` the checkpoints use); the main process writes.
+    LoRA adapters are merged into the base reloaded from disk, as the in-memory base is sharded too.
+    """
+    main = trainer.is_world_process_zero()
+    state_dict = trainer.accelerator.get_state_dict(trainer.deepspeed if trainer.is_deepspeed_enabled
+                                                    else trainer.model)
+    if main:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        tmp = model_dir.with_name(model_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        if hasattr(model, "merge_and_unload"):
+            if not isinstance(model_or_path, (str, Path)):
+                raise ValueError("a sharded LoRA run needs the base model as a path, to merge the adapters into")
+            adapter_dir = model_dir.with_name("adapter")
+            shutil.rmtree(adapter_dir, ignore_errors=True)
+            model.save_pretrained(str(adapter_dir), state_dict=state_dict)  # PEFT keeps the adapter keys
+            with _zero3_loading_off():  # the main process reloads the base alone: no collective zero.Init
+                merged = _merge_into_full_precision(model_or_path, adapter_dir, tokenizer, settings or TrainSettings())
+            merged.save_pretrained(str(tmp))
+        else:
+            model.save_pretrained(str(tmp), state_dict=state_dict)
+        tokenizer.save_pretrained(str(tmp))
+        shutil.rmtree(model_dir, ignore_errors=True)
+        tmp.rename(model_dir)
+
+
+@contextlib.contextmanager
+def _zero3_loading_off():
+    """Load models whole for a while under ZeRO-3: transformers partitions ``from_pretrained`` with
+    ``deepspeed.zero.Init`` (a collective) while the training arguments' DeepSpeed config is alive."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
 
 
 def _merge_into_full_precision(base_path: Any, adapter_dir: Path, tokenizer: Any, settings: TrainSettings):

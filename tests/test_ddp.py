@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.conftest import REPO
 
@@ -61,7 +62,17 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(workdir)
     for (step, a), (_, b) in zip(two, one):
         assert a == pytest.approx(b, rel=1e-3), (step, two, one)
     assert two[-1][1] < two[0][1]
-    assert (workdir / "two" / "model" / "model.safetensors").is_file()
+    # the main process saved the whole trained model: it reloads and equals the one-process weights
+    from transformers import AutoModelForCausalLM
+
+    two_model, one_model = (AutoModelForCausalLM.from_pretrained(str(workdir / name / "model")).state_dict()
+                            for name in ("two", "one"))
+    assert set(two_model) == set(one_model)
+    base = AutoModelForCausalLM.from_pretrained(str(workdir / "base")).state_dict()
+    for name, value in two_model.items():
+        assert value.shape == base[name].shape, name
+        assert torch.allclose(value, one_model[name], atol=1e-4, rtol=1e-3), name
+    assert any(not torch.equal(two_model[n], base[n]) for n in base)  # and it is the trained one
 
 
 @pytest.mark.slow
