@@ -68,6 +68,19 @@ def tiny_config(tmp_path, teacher_cache):
     return make
 
 
+def toy_sft_data(count: int, seed: int, min_digits: int, max_digits: int, id_prefix: str = "t"):
+    """(tokenizer, examples): arithmetic problems as SFT conversations, with a toy tokenizer fitted to them."""
+    from distill.problems import build_prompt, final_answer_text, generate_arithmetic
+    from students.toy_tokenizer import build_toy_tokenizer
+    from students.trainer import to_training_example
+
+    problems = generate_arithmetic(count, seed, min_digits, max_digits, id_prefix)
+    tokenizer = build_toy_tokenizer(
+        [f"{p.problem} <think>\n{p.solution}\n</think>\n\n{final_answer_text(p.answer)}" for p in problems])
+    examples = [to_training_example(build_prompt(p), p.solution, final_answer_text(p.answer)) for p in problems]
+    return tokenizer, examples
+
+
 def write_yaml(path: Path, data: dict[str, Any]) -> Path:
     import yaml
 

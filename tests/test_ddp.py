@@ -15,23 +15,17 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import REPO, toy_sft_data
 
 SETTINGS = {"max_steps": 6, "logging_steps": 1, "learning_rate": 1e-3, "save_steps": 1000, "max_length": 256}
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    from distill.problems import build_prompt, final_answer_text, generate_arithmetic
     from students.models import TinyModelSpec, build_tiny_model
-    from students.toy_tokenizer import build_toy_tokenizer
-    from students.trainer import to_training_example
 
     out = tmp_path_factory.mktemp("ddp")
-    problems = generate_arithmetic(48, 3, 1, 2, "t")
-    tokenizer = build_toy_tokenizer(
-        [f"{p.problem} <think>\n{p.solution}\n</think>\n\n{final_answer_text(p.answer)}" for p in problems])
-    examples = [to_training_example(build_prompt(p), p.solution, final_answer_text(p.answer)) for p in problems]
+    tokenizer, examples = toy_sft_data(48, 3, 1, 2, "t")
     model = build_tiny_model(TinyModelSpec(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1,
                                            intermediate_size=128), tokenizer)
     model.save_pretrained(str(out / "base"))

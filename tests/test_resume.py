@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from distill.records import read_jsonl
-from tests.conftest import REPO, tiny_config_dict, write_yaml
+from tests.conftest import REPO, tiny_config_dict, toy_sft_data, write_yaml
 
 
 def start_run(config: Path, *extra: str) -> subprocess.Popen:
@@ -92,15 +92,9 @@ def _entry(workdir: Path, out: str, settings: dict) -> list:
 def test_losses_after_a_sigkill_and_resume_match_an_uninterrupted_run(tmp_path):
     """Resume restores weights, optimizer, scheduler, RNG and the data position: the losses after the
     resume point equal the uninterrupted run's (CPU, fp32, the same seeded data order, across an epoch)."""
-    from distill.problems import build_prompt, final_answer_text, generate_arithmetic
     from students.models import TinyModelSpec, build_tiny_model
-    from students.toy_tokenizer import build_toy_tokenizer
-    from students.trainer import to_training_example
 
-    problems = generate_arithmetic(40, 3, 1, 2, "t")
-    tokenizer = build_toy_tokenizer(
-        [f"{p.problem} <think>\n{p.solution}\n</think>\n\n{final_answer_text(p.answer)}" for p in problems])
-    examples = [to_training_example(build_prompt(p), p.solution, final_answer_text(p.answer)) for p in problems]
+    tokenizer, examples = toy_sft_data(40, 3, 1, 2, "t")
     model = build_tiny_model(TinyModelSpec(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1,
                                            intermediate_size=128), tokenizer)
     model.save_pretrained(str(tmp_path / "base"))

@@ -5,19 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from distill.problems import build_prompt, final_answer_text, generate_arithmetic
 from students.models import TinyModelSpec, build_tiny_model, count_parameters
 from students.toy_tokenizer import build_toy_tokenizer
-from students.trainer import (TrainSettings, build_trainer, ensure_distinct_pad, latest_complete_checkpoint,
-                              to_training_example, train_sft)
+from students.trainer import TrainSettings, build_trainer, ensure_distinct_pad, latest_complete_checkpoint, train_sft
+from tests.conftest import toy_sft_data
 
 
 @pytest.fixture(scope="module")
 def data():
-    problems = generate_arithmetic(64, 3, 1, 2, "t")
-    tokenizer = build_toy_tokenizer(
-        [f"{p.problem} <think>\n{p.solution}\n</think>\n\n{final_answer_text(p.answer)}" for p in problems])
-    examples = [to_training_example(build_prompt(p), p.solution, final_answer_text(p.answer)) for p in problems]
+    tokenizer, examples = toy_sft_data(64, 3, 1, 2, "t")
     return tokenizer, examples
 
 

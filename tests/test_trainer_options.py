@@ -8,13 +8,10 @@ import json
 import pytest
 import torch
 
-from distill.problems import build_prompt, final_answer_text, generate_arithmetic
 from students.models import TinyModelSpec, build_tiny_model
 from students.precision import PrecisionError, resolve_precision
-from students.toy_tokenizer import build_toy_tokenizer
-from students.trainer import (TrainingOutOfMemoryError, TrainSettings, build_trainer, to_training_example,
-                              train_sft)
-from tests.conftest import REPO
+from students.trainer import TrainingOutOfMemoryError, TrainSettings, build_trainer, train_sft
+from tests.conftest import REPO, toy_sft_data
 
 # nf4 on CPU needs every linear layer's input width to be a multiple of 64
 SMALL = dict(hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=128)
@@ -22,10 +19,7 @@ SMALL = dict(hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1, intermed
 
 @pytest.fixture(scope="module")
 def data():
-    problems = generate_arithmetic(64, 3, 1, 2, "t")
-    tokenizer = build_toy_tokenizer(
-        [f"{p.problem} <think>\n{p.solution}\n</think>\n\n{final_answer_text(p.answer)}" for p in problems])
-    examples = [to_training_example(build_prompt(p), p.solution, final_answer_text(p.answer)) for p in problems]
+    tokenizer, examples = toy_sft_data(64, 3, 1, 2, "t")
     return tokenizer, examples
 
 

@@ -6,18 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from distill.problems import build_prompt, final_answer_text, generate_arithmetic
 from students.models import TinyModelSpec, build_tiny_model
-from students.toy_tokenizer import build_toy_tokenizer
-from students.trainer import TrainSettings, build_trainer, to_training_example
+from students.trainer import TrainSettings, build_trainer
+from tests.conftest import toy_sft_data
 
 
 @pytest.fixture(scope="module")
 def setup():
-    problems = generate_arithmetic(24, 5, 1, 3, "p")
-    tokenizer = build_toy_tokenizer(
-        [f"{p.problem} <think>\n{p.solution}\n</think>\n\n{final_answer_text(p.answer)}" for p in problems])
-    examples = [to_training_example(build_prompt(p), p.solution, final_answer_text(p.answer)) for p in problems]
+    tokenizer, examples = toy_sft_data(24, 5, 1, 3, "p")
     model = build_tiny_model(TinyModelSpec(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1,
                                            intermediate_size=128), tokenizer, seed=3).eval()
     return tokenizer, examples, model
