@@ -59,16 +59,14 @@ print("RESULT " + json.dumps({"engine": backend, "wall_s": wall, "startup_s": st
 def build_tiny_model(directory: Path) -> Path:
     """A random Qwen2 of head size 32 with the toy tokenizer (what vLLM's CPU backend accepts)."""
     from distill.problems import generate_arithmetic
-    from students.models import TinyModelSpec, build_tiny_model as build
+    from students.models import TinyModelSpec, save_tiny_model
     from students.toy import worked_text
     from students.toy_tokenizer import build_toy_tokenizer
 
     tokenizer = build_toy_tokenizer([worked_text(p) for p in generate_arithmetic(400, 3, 1, 3, "t")])
     spec = TinyModelSpec(architecture="qwen2", hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
                          intermediate_size=256)
-    model = build(spec, tokenizer, seed=0)
-    model.save_pretrained(str(directory))
-    tokenizer.save_pretrained(str(directory))
+    save_tiny_model(directory, spec, tokenizer)
     return directory
 
 

@@ -35,17 +35,13 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 def tiny_model(folder: Path) -> str:
     """A random 2-layer Qwen2 with the toy tokenizer: enough to exercise the engine, seconds to build."""
-    from students.models import TinyModelSpec, build_tiny_model
+    from students.models import TinyModelSpec, save_tiny_model
     from students.toy_tokenizer import build_toy_tokenizer
 
     corpus = [f"<think>{a} + {b} = {a + b}</think> The answer is \\boxed{{{a + b}}}." for a in range(40)
               for b in range(40)]
-    tokenizer = build_toy_tokenizer(corpus)
-    model = build_tiny_model(TinyModelSpec(hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
-                                           intermediate_size=256), tokenizer)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return save_tiny_model(folder, TinyModelSpec(hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
+                                                 intermediate_size=256), build_toy_tokenizer(corpus))
 
 
 def raw_engine(llm, chunks, params) -> tuple[float, int]:

@@ -93,19 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.command == "validate":
-            return _validate(args, console)
-        if args.command == "show":
-            return _show(args, console)
-        if args.command == "check-template":
-            return _check_template(args, console)
-        if args.command == "plan":
-            return _plan(args, console)
-        if args.command == "report":
-            return _report(args, console)
-        if args.command == "teacher":
-            return _teacher(args, console)
-        return _run(args, console)
+        commands = {"validate": _validate, "show": _show, "check-template": _check_template, "plan": _plan,
+                    "report": _report, "teacher": _teacher}
+        return commands.get(args.command, _run)(args, console)
     except UserError as exc:
         errors.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
         return EXIT_USAGE

@@ -102,9 +102,10 @@ class RunStore:
         self.save()
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str]:
+    """Installed versions of ``names`` (read from metadata, nothing imported; absent packages left out)."""
     versions = {}
-    for name in TRACKED_PACKAGES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

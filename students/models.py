@@ -56,5 +56,13 @@ def build_tiny_model(spec: TinyModelSpec, tokenizer, seed: int = 0):
     return model
 
 
+def save_tiny_model(folder, spec: TinyModelSpec, tokenizer, seed: int = 0) -> str:
+    """Build a tiny model and save it with its tokenizer, as a model folder engines load; returns the folder."""
+    model = build_tiny_model(spec, tokenizer, seed=seed)
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return str(folder)
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())

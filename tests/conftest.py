@@ -81,6 +81,19 @@ def toy_sft_data(count: int, seed: int, min_digits: int, max_digits: int, id_pre
     return tokenizer, examples
 
 
+def write_sft_workdir(folder: Path, count: int) -> Path:
+    """What ``python -m students.train_entry`` trains from: a tiny random base in ``base/`` and ``examples.jsonl``."""
+    import json
+
+    from students.models import TinyModelSpec, save_tiny_model
+
+    tokenizer, examples = toy_sft_data(count, 3, 1, 2, "t")
+    save_tiny_model(folder / "base", TinyModelSpec(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1,
+                                                   intermediate_size=128), tokenizer)
+    (folder / "examples.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
+    return folder
+
+
 def write_yaml(path: Path, data: dict[str, Any]) -> Path:
     import yaml
 

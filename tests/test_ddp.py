@@ -15,23 +15,14 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import REPO, toy_sft_data
+from tests.conftest import REPO, write_sft_workdir
 
 SETTINGS = {"max_steps": 6, "logging_steps": 1, "learning_rate": 1e-3, "save_steps": 1000, "max_length": 256}
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    from students.models import TinyModelSpec, build_tiny_model
-
-    out = tmp_path_factory.mktemp("ddp")
-    tokenizer, examples = toy_sft_data(48, 3, 1, 2, "t")
-    model = build_tiny_model(TinyModelSpec(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1,
-                                           intermediate_size=128), tokenizer)
-    model.save_pretrained(str(out / "base"))
-    tokenizer.save_pretrained(str(out / "base"))
-    (out / "examples.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
-    return out
+    return write_sft_workdir(tmp_path_factory.mktemp("ddp"), 48)
 
 
 def train(workdir, name: str, batch_size: int, launcher: list[str]) -> tuple[list, str]:

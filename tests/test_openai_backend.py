@@ -447,16 +447,12 @@ def _free_port() -> int:
 
 
 def _tiny_model_dir(path) -> str:
-    from students.models import TinyModelSpec, build_tiny_model
+    from students.models import TinyModelSpec, save_tiny_model
     from students.toy_tokenizer import build_toy_tokenizer
 
     corpus = [f"<think>{a} + {b} = {a + b}</think> \\boxed{{{a + b}}}" for a in range(30) for b in range(30)]
-    tokenizer = build_toy_tokenizer(corpus)
-    model = build_tiny_model(TinyModelSpec(hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1,
-                                           intermediate_size=128), tokenizer)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+    return save_tiny_model(path, TinyModelSpec(hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1,
+                                               intermediate_size=128), build_toy_tokenizer(corpus))
 
 
 def _wait_healthy(proc: subprocess.Popen, url: str, deadline_s: float) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from distill.records import read_jsonl
-from tests.conftest import REPO, tiny_config_dict, toy_sft_data, write_yaml
+from tests.conftest import REPO, tiny_config_dict, write_sft_workdir, write_yaml
 
 
 def start_run(config: Path, *extra: str) -> subprocess.Popen:
@@ -92,14 +92,7 @@ def _entry(workdir: Path, out: str, settings: dict) -> list:
 def test_losses_after_a_sigkill_and_resume_match_an_uninterrupted_run(tmp_path):
     """Resume restores weights, optimizer, scheduler, RNG and the data position: the losses after the
     resume point equal the uninterrupted run's (CPU, fp32, the same seeded data order, across an epoch)."""
-    from students.models import TinyModelSpec, build_tiny_model
-
-    tokenizer, examples = toy_sft_data(40, 3, 1, 2, "t")
-    model = build_tiny_model(TinyModelSpec(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1,
-                                           intermediate_size=128), tokenizer)
-    model.save_pretrained(str(tmp_path / "base"))
-    tokenizer.save_pretrained(str(tmp_path / "base"))
-    (tmp_path / "examples.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
+    write_sft_workdir(tmp_path, 40)
     # 40 examples / batch 4 = 10 steps an epoch: 30 steps cross two epoch boundaries
     settings = {"max_steps": 30, "batch_size": 4, "logging_steps": 1, "learning_rate": 2e-3, "save_steps": 5,
                 "save_total_limit": 10, "max_length": 256, "warmup_ratio": 0.1}
