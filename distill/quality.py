@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from distill.sandbox import extract_code
-from distill.verify import all_boxed, last_boxed, normalise_answer, quick_check, verify_choice
+from distill.verify import all_boxed, chosen_letter, last_boxed, normalise_answer, quick_check
 
 # --------------------------------------------------------------------------- answer format
 
@@ -27,7 +27,7 @@ def has_final_answer(kind: str, answer_text: str) -> bool:
     r"""Whether the answer states a final answer the verifier can read (a non-empty ``\boxed{}`` for math,
     a letter for multiple choice, a fenced python block for code)."""
     if kind == "multiple_choice":
-        return verify_choice(answer_text, "A").status != "no_answer"
+        return chosen_letter(answer_text) is not None
     if kind == "code":
         return extract_code(answer_text) is not None
     box = last_boxed(answer_text)
