@@ -36,14 +36,6 @@ TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_
             vocab_size=512, tie_word_embeddings=True, max_position_embeddings=4096)
 
 
-def pick_attention(requested: str, cuda: bool) -> str:
-    if requested != "auto":
-        return requested
-    import importlib.util
-
-    return "flash_attention_2" if cuda and importlib.util.find_spec("flash_attn") else "sdpa"
-
-
 def build_model(shape: dict, attn: str, cuda: bool):
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config
@@ -74,6 +66,7 @@ def main() -> None:
     import torch
 
     from students.plan import shape_from_config, train_flops_per_token
+    from students.precision import choose_attention
     from students.throughput import measure, r1_like_lengths, token_rows
     from students.toy_tokenizer import build_toy_tokenizer
 
@@ -84,14 +77,16 @@ def main() -> None:
     max_length = min(args.max_length, 512) if args.tiny else args.max_length
     sequences = min(args.sequences, 48) if args.tiny else args.sequences
     bf16 = cuda and torch.cuda.is_bf16_supported() and not args.tiny
-    attn = pick_attention(args.attn, cuda)
+    # The trainer's own choice: FlashAttention-2 only on a GPU in bf16/fp16 with flash_attn installed.
+    attn = args.attn if args.attn != "auto" else choose_attention("auto", "bf16" if bf16 else "fp32", cuda=cuda)
     # Only the pad id is read from it (the rows are token ids already); built offline in a second.
     tokenizer = build_toy_tokenizer(["What is 1 + 2? <think>\n1+2=3\n</think>\n\n\\boxed{3}"] * 10)
     lengths = r1_like_lengths(sequences, max_length, median=args.median or max_length / 4, seed=0)
     rows = token_rows(lengths, shape["vocab_size"], tokenizer.pad_token_id, seed=0)
     mean_len = sum(lengths) / len(lengths)
     plan_shape = shape_from_config({**shape, "model_type": "qwen2"}, name="Qwen2.5-1.5B-shaped")
-    flops_per_token = train_flops_per_token(plan_shape, int(mean_len))
+    # Token-weighted: each sequence's tokens cost attention at that sequence's own length.
+    flops_per_token = sum(n * train_flops_per_token(plan_shape, n) for n in lengths) / sum(lengths)
     device = torch.cuda.get_device_name() if cuda else "CPU"
     print(f"{device}; {plan_shape.parameters() / 1e6:,.0f}M params ({'tiny' if args.tiny else 'Qwen2.5-1.5B'} shape), "
           f"{'bf16 autocast' if bf16 else 'fp32'}, attention {attn}, gradient checkpointing "
@@ -120,14 +115,14 @@ def main() -> None:
     base = next((r for r in results if r.mode == "naive"), results[0])
     print(f"{'layout':<14}{'batch':<26}{'steps':>6}{'real tok/s':>12}{'real share':>12}{'peak GB':>9}{'MFU':>8}"
           f"{'vs naive':>10}")
+    mfus = {r.mode: r.tokens_per_second * flops_per_token / (args.peak_tflops * 1e12) for r in results}
     for r in results:
-        mfu = r.tokens_per_second * flops_per_token / (args.peak_tflops * 1e12)
+        mfu = mfus[r.mode]
         peak = f"{r.peak_memory_gb:.1f}" if r.peak_memory_gb is not None else "-"
         print(f"{r.mode:<14}{r.batch:<26}{r.steps:>6}{r.tokens_per_second:>12.0f}{r.real_share:>12.1%}{peak:>9}"
               f"{mfu:>8.1%}{r.tokens_per_second / base.tokens_per_second:>9.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps([{**r.as_row(), "mfu": r.tokens_per_second * flops_per_token /
-                                                (args.peak_tflops * 1e12)} for r in results], indent=2))
+        Path(args.json).write_text(json.dumps([{**r.as_row(), "mfu": mfus[r.mode]} for r in results], indent=2))
 
 
 if __name__ == "__main__":
