@@ -88,21 +88,6 @@ def write_model(folder: Path, config: dict) -> str:
     return str(folder)
 
 
-def param_count(c: dict) -> int:
-    h, i, layers, v = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"], c["vocab_size"]
-    head = h // c["num_attention_heads"]
-    kv = c["num_key_value_heads"] * head
-    attn = h * h + 2 * h * kv + h * h + h + 2 * kv  # q, k, v (with biases), o
-    mlp = 3 * h * i
-    per_layer = attn + mlp + 2 * h
-    embed = v * h * (1 if c["tie_word_embeddings"] else 2)
-    return layers * per_layer + embed + h
-
-
-def kv_bytes_per_token(c: dict, bytes_per: int) -> int:
-    return c["num_hidden_layers"] * 2 * c["num_key_value_heads"] * (c["hidden_size"] // c["num_attention_heads"]) * bytes_per
-
-
 def prompts_for(problems: int, words: int, vocab: int, seed: int = 0):
     import random
 
@@ -163,6 +148,7 @@ def main() -> None:
     if args.tiny:
         args.prompts, args.prompt_words, args.max_tokens, args.repeats = 16, 16, 16, 1
 
+    from students.plan import shape_from_config
     from teachers.backends.vllm_engine import VLLMSampler
     from teachers.sampler import SamplingParams
 
@@ -189,9 +175,10 @@ def main() -> None:
     raw_s, raw_tok = min(timings["raw"])
     svc_s, svc_tok = min(timings["service"])
     bytes_per = 4 if args.tiny else 2
-    params_n = param_count(config)
+    shape = shape_from_config(config, name="Qwen2.5-1.5B-shaped")  # the same accounting as `distill plan`
+    params_n = shape.parameters()
     weight_bytes = params_n * bytes_per
-    kv_tok = kv_bytes_per_token(config, bytes_per)
+    kv_tok = shape.kv_cache_bytes_per_token(bytes_per)
     bw = args.bandwidth_tbs * 1e12
     batch = args.prompts * args.n
     avg_out = raw_tok / batch
