@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from distill.filter import FilterResult
+from distill.store import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,6 @@ def write_filter_plots(result: FilterResult, folder: Path, max_tokens: int | Non
             log.warning("filter plot %s failed: %s", name, exc, exc_info=True)
             continue
         path = folder / name
-        path.write_bytes(png)
+        write_bytes_atomic(path, png)
         written.append(path)
     return written

@@ -42,6 +42,7 @@ import yaml
 
 from distill.errors import DistillError, StageError, UserError
 from distill.http_util import retry_after_seconds, scrub_secret
+from distill.store import file_sha256, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -571,22 +572,11 @@ def _write_if_changed(path: Path, data: bytes) -> None:
     """Write atomically, and not at all when the bytes are already there (keeps re-runs cheap and idempotent)."""
     if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    write_bytes_atomic(path, data)
 
 
 def _copy_if_changed(src: Path, dst: Path) -> None:
-    if dst.is_file() and dst.stat().st_size == src.stat().st_size and _file_sha256(dst) == _file_sha256(src):
+    if dst.is_file() and dst.stat().st_size == src.stat().st_size and file_sha256(dst) == file_sha256(src):
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")

@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterable
 
 from distill.config import STAGES
 from distill.errors import UserError
+from distill.store import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -958,12 +959,6 @@ def render_markdown(report: RunReport) -> str:
     return "\n".join(out)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_report(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> ReportFiles:
     """Write ``report.html``, ``report.md`` and the charts' PNGs into ``out_dir`` (default ``RUN_DIR/report``)."""
     report = build_report(run_dir)
@@ -972,10 +967,10 @@ def write_report(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str
     images = []
     for chart in report.charts:
         path = out / f"{chart.name}.png"
-        _write_atomic(path, chart.png)
+        write_bytes_atomic(path, chart.png)
         images.append(path)
     md, page = out / "report.md", out / "report.html"
-    _write_atomic(md, render_markdown(report).encode("utf-8"))
-    _write_atomic(page, render_html(report).encode("utf-8"))
+    write_bytes_atomic(md, render_markdown(report).encode("utf-8"))
+    write_bytes_atomic(page, render_html(report).encode("utf-8"))
     log.info("report for %s written to %s (%d charts)", run_dir, out, len(images))
     return ReportFiles(page, md, images)

@@ -24,6 +24,7 @@ verifier's ``code`` kind runs them in the sandbox.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import json
@@ -34,10 +35,11 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Optional
 
 from distill.errors import UserError
 from distill.records import Problem, read_jsonl
+from distill.store import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,7 @@ class Benchmark:
     display: str  # the name DeepSeek's table uses (report.canonical_benchmark matches it)
     hub: Optional[HubSource]
     local_file: Optional[str]  # file name in the eval data folder (uniform schema)
-    hub_row: RowConverter
+    hub_row: Optional[RowConverter] = None  # converts a row of the Hub layout; None without a Hub source
     default_k: int = 4  # CPU-friendly default; DeepSeek's k is in ``protocol_k``
     # The R1-Distill model cards: "generate 64 responses per query to estimate pass@1" (the paper
     # says k = 4-64 by test-set size without a per-benchmark table), so ``k: deepseek`` is 64.
@@ -278,28 +280,28 @@ REGISTRY: dict[str, Benchmark] = {
     b.name: b
     for b in (
         Benchmark("aime2024", "1", "math", "AIME 2024", HubSource("HuggingFaceH4/aime_2024", "train"),
-                  "aime2024.jsonl", _aime2024_row, default_k=4, protocol_k=64,
+                  "aime2024.jsonl", _aime2024_row, default_k=4,
                   description="30 problems of AIME 2024 I and II; integer answers"),
         Benchmark("aime2025", "1", "math", "AIME 2025", HubSource("MathArena/aime_2025", "train"),
-                  "aime2025.jsonl", _aime2025_row, default_k=4, protocol_k=64,
+                  "aime2025.jsonl", _aime2025_row, default_k=4,
                   description="30 problems of AIME 2025 I and II; integer answers"),
         Benchmark("math500", "1", "math", "MATH-500", HubSource("HuggingFaceH4/MATH-500", "test"),
-                  "math500.jsonl", _math500_row, default_k=1, protocol_k=64,
+                  "math500.jsonl", _math500_row, default_k=1,
                   description="OpenAI's PRM800K 500-problem MATH test subset; LaTeX answers"),
         Benchmark("gsm8k", "1", "math", "GSM8K", HubSource("openai/gsm8k", "test", name="main"),
-                  "gsm8k_test.jsonl", _gsm8k_row, default_k=1, protocol_k=64,
+                  "gsm8k_test.jsonl", _gsm8k_row, default_k=1,
                   description="GSM8K test, 1319 problems; numeric answers"),
         Benchmark("amc23", "1", "math", "AMC23", HubSource("math-ai/amc23", "test"),
-                  "amc23.jsonl", _amc23_row, default_k=4, protocol_k=64,
+                  "amc23.jsonl", _amc23_row, default_k=4,
                   description="the 40 AMC 2023 problems of Qwen2.5-Math's eval; numeric answers"),
         Benchmark("gpqa_diamond", "1", "multiple_choice", "GPQA Diamond",
                   HubSource("Idavidrein/gpqa", "train", name="gpqa_diamond", gated=True),
-                  None, _gpqa_row, default_k=1, protocol_k=64,
+                  None, _gpqa_row, default_k=1,
                   description="198 graduate-level multiple-choice questions (gated; read at run time only)"),
         Benchmark("livecodebench", "2", "code", "LiveCodeBench",
                   HubSource("livecodebench/code_generation_lite", "train", data_files=LCB_RELEASE_FILES,
                             date_column="contest_date", default_window=DEEPSEEK_LCB_WINDOW),
-                  None, _lcb_row, default_k=1, protocol_k=64,
+                  None, _lcb_row, default_k=1,
                   description="LiveCodeBench code generation: the problems of every release file (test.jsonl .. "
                               "test6.jsonl) whose contest_date is in the window (default "
                               f"{DEEPSEEK_LCB_WINDOW}, DeepSeek-R1's); scored by running tests"),
@@ -330,19 +332,17 @@ class LoadedBenchmark:
                 "problems": len(self.problems), **self.source}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+@functools.lru_cache(maxsize=8)
+def _local_code_benchmark(source: str) -> Benchmark:
+    """What ``_lcb_row`` reads (kind, display) for a local file in the LiveCodeBench layout: built once per
+    source, not once per row."""
+    return Benchmark(source, "local", "code", source, None, None)
 
 
 def uniform_row(row: Row, index: int, kind: str, source: str, path: Path) -> Problem:
     """A row of the uniform JSONL schema (shared/data/eval) as a Problem."""
     if "question_content" in row:  # a LiveCodeBench-layout row in a local file
-        bench = Benchmark(source, "local", "code", source, None, None, _lcb_row)
-        return _lcb_row(row, index, bench, 0)
+        return _lcb_row(row, index, _local_code_benchmark(source), 0)
     missing = [k for k in ("problem", "answer") if k not in row]
     if missing:
         raise UserError(f"{path}: line {index + 1} lacks field(s) {', '.join(missing)}")
@@ -369,7 +369,7 @@ def load_local(bench: Benchmark, path: Path, limit: int | None = None) -> Loaded
                 from None
     problems = problems[:limit] if limit else problems
     return LoadedBenchmark(bench.name, bench.version, bench.kind, bench.display, problems,
-                           {"source": "local", "path": str(path), "sha256": _sha256(path)})
+                           {"source": "local", "path": str(path), "sha256": file_sha256(path)})
 
 
 def load_hub(bench: Benchmark, limit: int | None = None, seed: int = 0, path: str | None = None,
@@ -380,7 +380,7 @@ def load_hub(bench: Benchmark, limit: int | None = None, seed: int = 0, path: st
     through the same call); ``revision`` overrides the registry's pin; ``window``
     (``FIRST..LAST``) overrides the date window of a dated benchmark (LiveCodeBench).
     """
-    if bench.hub is None:
+    if bench.hub is None or bench.hub_row is None:
         raise UserError(f"benchmark {bench.name} has no Hub source")
     hub = bench.hub
     if window is not None and hub.date_column is None:
@@ -438,7 +438,7 @@ def load_benchmark(name: str, *, source: str = "auto", data_dir: Path | None = N
     if window is not None and (file is not None or source == "local"):
         raise UserError(f"benchmark {name}: a date window applies to the Hub copy of livecodebench only")
     if file is not None:
-        bench = REGISTRY.get(name) or Benchmark(name, "user", kind, name, None, Path(file).name, _math500_row)
+        bench = REGISTRY.get(name) or Benchmark(name, "user", kind, name, None, Path(file).name)
         loaded = load_local(bench, Path(file), limit)
         if name not in REGISTRY:
             loaded.source["user_file"] = True
@@ -453,13 +453,3 @@ def load_benchmark(name: str, *, source: str = "auto", data_dir: Path | None = N
         raise UserError(f"benchmark {name}: source must be auto, local or hub, not {source!r}")
     return load_hub(bench, limit, seed, hub_path, revision, window)
 
-
-def registry_table() -> list[dict[str, Any]]:
-    """One row per registered benchmark, for docs and ``--help`` style listings."""
-    return [{"name": b.name, "version": b.version, "kind": b.kind, "display": b.display,
-             "hub": b.hub.path if b.hub else None, "local_file": b.local_file, "default_k": b.default_k,
-             "protocol_k": b.protocol_k} for b in REGISTRY.values()]
-
-
-def iter_names() -> Iterable[str]:
-    return iter(REGISTRY)

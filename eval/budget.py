@@ -99,9 +99,11 @@ class BudgetForcedSampler:
             for i, c in enumerate(row):
                 self.stats.samples += 1
                 closed = THINK_CLOSE in c.text
-                # generated tokens are what the cap limits; re-encoding the decoded text may count differently
-                thinking = min(self.count_tokens(c.text.split(THINK_CLOSE, 1)[0]) if closed else c.completion_tokens,
-                               c.completion_tokens)
+                # generated tokens are what the cap limits; re-encoding the decoded text may count differently,
+                # so the thinking before </think> is counted but never above what was generated
+                thinking = c.completion_tokens
+                if closed:
+                    thinking = min(thinking, self.count_tokens(c.text.split(THINK_CLOSE, 1)[0]))
                 self.stats.max_thinking_tokens = max(self.stats.max_thinking_tokens, thinking)
                 results[p][i] = ForcedCompletion(**dataclasses.asdict(c), thinking_tokens=thinking)
                 if c.finish_reason != "length":
@@ -130,8 +132,8 @@ class BudgetForcedSampler:
                 c1, c2 = first[p][i], row[0]
                 self.stats.forced += forced
                 self.stats.answer_continued += not forced
-                results[p][i] = ForcedCompletion(
-                    thinking_tokens=results[p][i].thinking_tokens, forced=forced, text=prefix + c2.text, finish_reason=c2.finish_reason, prompt_tokens=c1.prompt_tokens,
+                results[p][i] = dataclasses.replace(
+                    results[p][i], forced=forced, text=prefix + c2.text, finish_reason=c2.finish_reason,
                     completion_tokens=c1.completion_tokens + (forced_tokens if forced else 0) + c2.completion_tokens,
                     prefilled_think=c1.prefilled_think or opened, latency_s=c1.latency_s + c2.latency_s,
                     error=c1.error or c2.error)
@@ -205,13 +207,13 @@ def budget_sweep(sampler: Sampler, problems: Sequence[Problem], params: Sampling
 def write_sweep(sweep: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """``budget_sweep.json`` (read by distill report), its PNG curve and ``reasoning_effort.json``."""
     from distill.report import budget_chart
-    from distill.store import write_json_atomic
+    from distill.store import write_bytes_atomic, write_json_atomic
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "budget_sweep.json", "effort": out_dir / "reasoning_effort.json",
              "png": out_dir / "budget_sweep.png"}
     write_json_atomic(paths["json"], sweep)
-    effort = {k: v for k, v in sweep["reasoning_effort"].items()}
+    effort = sweep["reasoning_effort"]
     write_json_atomic(paths["effort"], {"model": sweep["model"], "benchmark": sweep["benchmark"],
                                         "answer_tokens": sweep["answer_tokens"],
                                         "max_thinking_tokens": {k: effort[k] for k in ("low", "medium", "high")
@@ -222,8 +224,6 @@ def write_sweep(sweep: dict[str, Any], out_dir: Path) -> dict[str, Path]:
         log.warning("matplotlib is not installed: no budget_sweep.png")
         paths.pop("png")
     else:
-        tmp = paths["png"].with_suffix(".png.tmp")
-        tmp.write_bytes(png)
-        tmp.replace(paths["png"])
+        write_bytes_atomic(paths["png"], png)
     log.info("budget sweep written to %s", json.dumps({k: str(v) for k, v in paths.items()}))
     return paths
