@@ -144,8 +144,11 @@ class EvalIndex:
     def __len__(self) -> int:
         return len(self.items)
 
-    def match(self, problem: Text, minhash=None) -> list[Match]:
-        """Every evaluation problem this training problem matches, strongest kind per pair."""
+    def match(self, problem: Text, minhash=None, own: set[str] | None = None) -> list[Match]:
+        """Every evaluation problem this training problem matches, strongest kind per pair.
+
+        ``own`` is the problem's shingle set when the caller has it already (screening computes it once
+        for contamination and duplicates alike)."""
         grams = ngrams(problem.words, self.n)
         shared: dict[str, int] = {}
         for g in grams:
@@ -155,7 +158,8 @@ class EvalIndex:
         fuzzy: set[str] = set()
         if self._lsh is not None and minhash is not None:
             fuzzy = set(self._lsh.query(minhash))
-        own = shingles(problem.words)
+        if own is None:
+            own = shingles(problem.words)
         out = []
         for key in sorted(exact | set(shared) | fuzzy):
             ev = self.items[key]
@@ -179,7 +183,9 @@ def _key(p: Text) -> str:
 
 
 def find_contamination(train: Sequence[Text], eval_problems: Iterable[Text], ngram: int = 8,
-                       min_overlap: float = 0.5, fuzzy_threshold: float | None = 0.7) -> list[Match]:
+                       min_overlap: float = 0.5, fuzzy_threshold: float | None = 0.7,
+                       shingle_sets: Sequence[set[str]] | None = None, minhashes: Sequence[Any] | None = None,
+                       ) -> list[Match]:
     """All matches between training and evaluation problems, in training order.
 
     ``min_overlap`` is the share of the shorter problem's n-grams that must be shared.
@@ -188,21 +194,30 @@ def find_contamination(train: Sequence[Text], eval_problems: Iterable[Text], ngr
     and AMC, mostly through boilerplate ("can be written as m/n where m and n are
     relatively prime positive integers"); 0.5 flags 0.4%: copies, reworded copies and
     same-template siblings with other numbers.
+
+    ``shingle_sets`` and ``minhashes`` (one per training problem) are passed in by a caller that has
+    them already, so screening shingles and hashes the training set once.
     """
     index = EvalIndex(eval_problems, ngram, min_overlap, fuzzy_threshold)
     if not len(index) or not train:
         return []
-    hashes = _minhash([shingles(t.words) for t in train]) if fuzzy_threshold is not None else [None] * len(train)
+    sh = list(shingle_sets) if shingle_sets is not None else [shingles(t.words) for t in train]
+    if fuzzy_threshold is None:
+        hashes: Sequence[Any] = [None] * len(train)
+    else:
+        hashes = minhashes if minhashes is not None else _minhash(sh)
     matches: list[Match] = []
-    for problem, mh in zip(train, hashes):
-        matches.extend(index.match(problem, mh))
+    for problem, own, mh in zip(train, sh, hashes):
+        matches.extend(index.match(problem, mh, own))
     return matches
 
 
 # --------------------------------------------------------------------------- duplicates
 
 
-def find_duplicates(problems: Sequence[Text], near_threshold: float | None = 0.7) -> list[Duplicate]:
+def find_duplicates(problems: Sequence[Text], near_threshold: float | None = 0.7,
+                    shingle_sets: Sequence[set[str]] | None = None,
+                    minhashes: Sequence[Any] | None = None) -> list[Duplicate]:
     """Problems repeating an earlier one in the sequence; the first of each group is the one kept.
 
     Greedy in order: a problem is compared with the problems kept so far, so every
@@ -210,6 +225,8 @@ def find_duplicates(problems: Sequence[Text], near_threshold: float | None = 0.7
     Near matches must also have the same answer when both answers are known: MATH is
     full of templated siblings ("arrange the letters of TOOT" / "... of MADAM") that
     differ in a word and are different problems.
+
+    ``shingle_sets`` and ``minhashes`` as in :func:`find_contamination`.
     """
     from datasketch import MinHashLSH
 
@@ -217,8 +234,11 @@ def find_duplicates(problems: Sequence[Text], near_threshold: float | None = 0.7
     kept_shingles: dict[str, set[str]] = {}
     kept_answers: dict[str, str] = {}
     lsh = MinHashLSH(threshold=near_threshold, num_perm=NUM_PERM) if near_threshold is not None else None
-    sh = [shingles(p.words) for p in problems]
-    hashes = _minhash(sh) if lsh is not None else [None] * len(problems)
+    sh = list(shingle_sets) if shingle_sets is not None else [shingles(p.words) for p in problems]
+    if lsh is None:
+        hashes: Sequence[Any] = [None] * len(problems)
+    else:
+        hashes = minhashes if minhashes is not None else _minhash(sh)
     out: list[Duplicate] = []
     for p, own, mh in zip(problems, sh, hashes):
         if p.words in first_by_words:
@@ -273,8 +293,13 @@ def screen_problems(train: Sequence[Any], eval_sets: dict[str, Sequence[Any]], *
     """
     texts = [Text.of(p.id, p.problem, "train", p.answer) for p in train]
     evals = [Text.of(p.id, p.problem, name) for name, problems in eval_sets.items() for p in problems]
-    contamination = find_contamination(texts, evals, ngram, min_overlap, fuzzy_threshold) if evals else []
-    duplicates = find_duplicates(texts, near_threshold) if dedup else []
+    # Shingles and MinHashes of the training set, computed once for both searches (MinHash is the costly part).
+    sh = [shingles(t.words) for t in texts]
+    needs_hashes = (evals and fuzzy_threshold is not None) or (dedup and near_threshold is not None)
+    hashes = _minhash(sh) if needs_hashes and texts else None
+    contamination = find_contamination(texts, evals, ngram, min_overlap, fuzzy_threshold,
+                                       shingle_sets=sh, minhashes=hashes) if evals else []
+    duplicates = find_duplicates(texts, near_threshold, shingle_sets=sh, minhashes=hashes) if dedup else []
     reasons = {d.problem_id: "duplicate_problem" for d in duplicates}
     reasons.update({m.train_id: "contaminated" for m in contamination})
     return Screening(reasons, contamination, duplicates)
