@@ -27,6 +27,12 @@ class SamplingParams:
         return asdict(self)
 
 
+def distinct_samples(params: SamplingParams) -> int:
+    """How many different samples a prompt's ``n`` really are: greedy decoding (temperature 0) gives one
+    sample, so backends generate it once and repeat it ``n`` times (vLLM even refuses n > 1 when greedy)."""
+    return params.n if params.temperature > 0 else 1
+
+
 @dataclass
 class Completion:
     """One generated continuation as the backend returned it."""

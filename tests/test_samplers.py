@@ -43,3 +43,18 @@ def test_same_seed_same_samples(sampler):
     a = sampler.generate(PROMPTS, SamplingParams(n=2, temperature=1.0, max_tokens=6, seed=3))
     b = sampler.generate(PROMPTS, SamplingParams(n=2, temperature=1.0, max_tokens=6, seed=3))
     assert [[c.text for c in g] for g in a] == [[c.text for c in g] for g in b]
+
+
+def test_greedy_batches_are_not_divided_by_n(sampler, monkeypatch):
+    """Greedy n copies are generated once, so a batch holds batch_size prompts; sampled ones hold batch_size // n."""
+    from teachers.sampler import distinct_samples
+
+    assert distinct_samples(SamplingParams(n=3, temperature=0.0)) == 1
+    assert distinct_samples(SamplingParams(n=3, temperature=0.6)) == 3
+    batches: list[int] = []
+    generate_batch = sampler._generate_batch
+    monkeypatch.setattr(sampler, "batch_size", 2)
+    monkeypatch.setattr(sampler, "_generate_batch", lambda texts, p: batches.append(len(texts)) or generate_batch(texts, p))
+    assert [len(c) for c in sampler.generate(PROMPTS, SamplingParams(n=2, temperature=0.0, max_tokens=4))] == [2, 2]
+    assert [len(c) for c in sampler.generate(PROMPTS, SamplingParams(n=2, temperature=0.6, max_tokens=4))] == [2, 2]
+    assert batches == [2, 1, 1]

@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any, Sequence
 
-from teachers.sampler import Completion, Messages, SamplingParams, render_prompt
+from teachers.sampler import Completion, Messages, SamplingParams, distinct_samples, render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class TransformersSampler:
         torch.manual_seed(params.seed)
         texts = [render_prompt(self.tokenizer, p) for p in prompts]
         results: list[list[Completion]] = []
-        per_batch = max(1, self.batch_size // max(1, params.n))
+        per_batch = max(1, self.batch_size // max(1, distinct_samples(params)))
         for start in range(0, len(texts), per_batch):
             results.extend(self._generate_batch(texts[start : start + per_batch], params))
         return results
@@ -60,7 +60,7 @@ class TransformersSampler:
         gen_kwargs: dict[str, Any] = dict(
             max_new_tokens=params.max_tokens,
             do_sample=sample,
-            num_return_sequences=params.n if sample else 1,  # greedy: one sample, repeated below
+            num_return_sequences=distinct_samples(params),  # greedy: one sample, repeated below
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=sorted(self.eos_ids),
         )
@@ -71,7 +71,7 @@ class TransformersSampler:
         new_tokens = out[:, enc["input_ids"].shape[1] :]
         elapsed = time.perf_counter() - started
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
-        per_prompt = params.n if sample else 1
+        per_prompt = distinct_samples(params)
         grouped: list[list[Completion]] = []
         for i, row in enumerate(new_tokens.tolist()):
             completion = self._to_completion(row, prompt_lens[i // per_prompt], elapsed / len(new_tokens))

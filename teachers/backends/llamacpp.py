@@ -24,7 +24,7 @@ import os
 import time
 from typing import Any, Sequence
 
-from teachers.sampler import Completion, Messages, SamplingParams, render_with
+from teachers.sampler import Completion, Messages, SamplingParams, distinct_samples, render_with
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +86,14 @@ class LlamaCppSampler:
                 results.append([Completion(text="", finish_reason="error", prompt_tokens=len(ids), error=reason)
                                 for _ in range(params.n)])
                 continue
-            greedy = params.temperature == 0
-            row = []
-            for i in range(1 if greedy else params.n):
-                row.append(self._sample(ids, params, params.max_tokens, params.seed + i))
-            if greedy:  # greedy decoding: one sample, repeated (as the other backends do)
-                row = [Completion(**vars(row[0])) for _ in range(params.n)]
-            results.append(row)
+            distinct = [self._sample(ids, params, params.seed + i) for i in range(distinct_samples(params))]
+            # greedy decoding: one sample, repeated (as the other backends do)
+            results.append([Completion(**vars(c)) for c in distinct for _ in range(params.n // len(distinct))])
         return results
 
-    def _sample(self, ids: list[int], params: SamplingParams, max_tokens: int, seed: int) -> Completion:
+    def _sample(self, ids: list[int], params: SamplingParams, seed: int) -> Completion:
         started = time.perf_counter()
-        out = self.llm.create_completion(ids, max_tokens=max_tokens, temperature=params.temperature,
+        out = self.llm.create_completion(ids, max_tokens=params.max_tokens, temperature=params.temperature,
                                          top_p=params.top_p, top_k=0, min_p=0.0, repeat_penalty=1.0, seed=seed)
         choice = out["choices"][0]
         usage = out.get("usage") or {}

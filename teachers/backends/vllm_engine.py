@@ -12,7 +12,8 @@ import os
 import time
 from typing import Any, Sequence
 
-from teachers.sampler import Completion, Messages, SamplingParams, continues_final_message, render_prompt
+from teachers.sampler import (Completion, Messages, SamplingParams, continues_final_message, distinct_samples,
+                              render_prompt)
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,9 @@ class VLLMSampler:
         from vllm import SamplingParams as VSamplingParams
 
         # vLLM refuses n > 1 with greedy decoding; the n greedy samples are one sample, repeated.
-        copies = params.n if params.temperature == 0 else 1
-        sp = VSamplingParams(n=params.n // copies, temperature=params.temperature, top_p=params.top_p,
+        distinct = distinct_samples(params)
+        copies = params.n // distinct
+        sp = VSamplingParams(n=distinct, temperature=params.temperature, top_p=params.top_p,
                              max_tokens=params.max_tokens, seed=params.seed)
         started = time.perf_counter()
         if any(continues_final_message(p) for p in prompts):
