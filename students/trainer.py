@@ -125,12 +125,11 @@ def train_sft(
                 on_log(state.global_step, state.max_steps, {k: float(v) for k, v in logs.items() if _is_num(v)})
 
     step = _StepTracker()
-    trainer = None
     try:
         trainer = build_trainer(model_or_path, tokenizer, examples, checkpoint_dir, settings,
                                 callbacks=[_Relay(), guard.callback(), step.callback()])
-        log.info("training on %d process(es) (world_size %d), %s precision, %d examples",
-                 trainer.args.world_size, trainer.args.world_size, _precision_label(trainer.args), len(examples))
+        log.info("training on %d process(es), %s precision, %d examples",
+                 trainer.args.world_size, _precision_label(trainer.args), len(examples))
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     except BaseException as exc:  # noqa: BLE001 -- only memory errors are translated, the rest re-raised
         if not is_out_of_memory(exc):
@@ -164,15 +163,16 @@ def build_trainer(model_or_path: Any, tokenizer: Any, examples: list[dict[str, A
     from students.templates import apply_training_template
 
     precision = resolve_precision(settings.dtype, settings.method)  # before loading: a bad dtype fails fast
+    attention = None  # a given module keeps its own kernel
     if isinstance(model_or_path, (str, Path)):
         from students.precision import choose_attention
 
-        choose_attention(settings.attention, precision.name)  # likewise an attention kernel that cannot run
+        attention = choose_attention(settings.attention, precision.name)  # likewise a kernel that cannot run
     # The template may change EOS to the end-of-turn token, so it goes before the pad check.
     apply_training_template(tokenizer, settings.chat_template)
     ensure_distinct_pad(tokenizer)
     args = _sft_config(settings, checkpoint_dir, precision, tokenizer)  # first: see _sft_config
-    model = _load_model(model_or_path, settings, precision)
+    model = _load_model(model_or_path, settings, precision, attention)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     if settings.rope:
@@ -323,17 +323,15 @@ def _is_num(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _load_model(model_or_path: Any, settings: TrainSettings, precision: Any):
+def _load_model(model_or_path: Any, settings: TrainSettings, precision: Any, attention: str | None):
     """The model to train: a given module as is, or a path loaded in the precision's load dtype
-    (fp32 master weights for full fine-tuning; the compute dtype, or nf4, for a frozen LoRA base)."""
+    (fp32 master weights for full fine-tuning; the compute dtype, or nf4, for a frozen LoRA base)
+    with the ``attention`` kernel build_trainer chose."""
     if not isinstance(model_or_path, (str, Path)):
         return model_or_path
     from transformers import AutoModelForCausalLM
 
-    from students.precision import choose_attention
-
-    kwargs: dict[str, Any] = {"dtype": precision.torch_dtype("load"),
-                              "attn_implementation": choose_attention(settings.attention, precision.name)}
+    kwargs: dict[str, Any] = {"dtype": precision.torch_dtype("load"), "attn_implementation": attention}
     if settings.method == "qlora":
         from transformers import BitsAndBytesConfig
 
@@ -353,13 +351,14 @@ def _warmup_share(ratio: float) -> float:
 
 def _truncate_rows(dataset: Any, max_length: int):
     """Cut every token-aligned column of the tokenized rows to ``max_length``, as TRL does when it
-    truncates (it does not in padding-free mode without packing)."""
+    truncates (it does not in padding-free mode without packing), and, as TRL also does, drop the rows
+    left with no label to learn (a prompt that fills ``max_length``): they would add steps but no loss."""
 
     def cut(row: dict[str, Any]) -> dict[str, Any]:
         n = len(row["input_ids"])
         return {k: v[:max_length] for k, v in row.items() if isinstance(v, list) and len(v) == n}
 
-    return dataset.map(cut)
+    return dataset.map(cut).filter(lambda row: any(label != -100 for label in row["labels"]))
 
 
 def _liger_usable(requested: bool) -> bool:

@@ -334,3 +334,15 @@ def test_pipeline_applies_the_student_options_and_refuses_bf16_on_cpu(tmp_path, 
     refused = run_cli("run", str(config), "--until", "train", "--set", "student.dtype=bf16")
     assert refused.returncode == 2, refused.stderr
     assert "student.dtype: bf16 needs a CUDA GPU" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_padding_free_truncation_drops_rows_whose_completion_is_cut_off(tmp_path, data):
+    tokenizer, examples = data
+    model = build_tiny_model(TinyModelSpec(**SMALL), tokenizer)
+    long_prompt = [{**examples[0]["prompt"][0], "content": " ".join([examples[0]["prompt"][0]["content"]] * 40)}]
+    cut_off = {**examples[0], "prompt": long_prompt}  # its prompt alone fills max_length
+    settings = TrainSettings(max_steps=1, padding_free=True, batch_size=2, max_length=96)
+    trainer = build_trainer(model, tokenizer, [cut_off] + examples[1:5], tmp_path, settings)
+    rows = trainer.train_dataset
+    assert len(rows) == 4  # the cut-off row is gone, the others stay
+    assert all(len(r["input_ids"]) <= 96 and any(label != -100 for label in r["labels"]) for r in rows)
