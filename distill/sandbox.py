@@ -311,6 +311,7 @@ class Sandbox:
         self.cgroups = sandbox_cgroup.controller()[0] if self.as_nobody else None
         self._probe: str | None = None  # why the probe failed; checked once per Sandbox
         self._probed = False
+        self._probe_lock = threading.Lock()  # one Sandbox serves a batch's threads: they wait for one probe
 
     # ---- probe
 
@@ -323,6 +324,10 @@ class Sandbox:
         exited 1.  Run once per Sandbox (and once per process for a setup that worked),
         a failed probe makes every run ``error_infra`` with its reason, never wrong.
         """
+        with self._probe_lock:
+            return self._setup_problem_once()
+
+    def _setup_problem_once(self) -> str | None:
         if self._probed:
             return self._probe
         key = json.dumps([self.cfg.model_dump(mode="json"), self.python, self.as_nobody], sort_keys=True)
@@ -612,8 +617,12 @@ def _kill_group(proc: subprocess.Popen) -> None:
             stream.close()
 
 
-def check_code(answer_text: str, tests: Any, cfg: SandboxConfig | None = None) -> tuple[str, CodeResult | None]:
-    """(status, result) for a code answer: status is correct | wrong | no_answer | error_infra, as verify uses."""
+def check_code(answer_text: str, tests: Any, cfg: SandboxConfig | None = None,
+               box: Sandbox | None = None) -> tuple[str, CodeResult | None]:
+    """(status, result) for a code answer: status is correct | wrong | no_answer | error_infra, as verify uses.
+
+    ``box`` is a Sandbox shared by a batch, so its setup probe (and a failed probe's reason) is found once
+    for the batch rather than once per answer; without it a Sandbox is built from ``cfg``."""
     code = extract_code(answer_text)
     if code is None:
         return "no_answer", None
@@ -621,7 +630,7 @@ def check_code(answer_text: str, tests: Any, cfg: SandboxConfig | None = None) -
         suite = parse_tests(tests)
     except (ValueError, TypeError, AttributeError) as exc:
         return "error_infra", CodeResult("error_infra", 0, 0, f"bad tests: {exc}")
-    result = Sandbox(cfg).run_tests(code, suite)
+    result = (box or Sandbox(cfg)).run_tests(code, suite)
     if result.outcome == "error_infra":
         log.warning("code sandbox unavailable: %s", result.detail)
         return "error_infra", result

@@ -753,11 +753,12 @@ def verify_batch(items: Iterable[tuple[str, str, Any]], timeout_s: float = DEFAU
     return checks  # type: ignore[return-value]  # every slot is filled
 
 
-def verify_code(answer_text: str, tests: Any, sandbox: Any = None) -> Check:
-    """Run the answer's last python block against ``tests`` in the sandbox (see the module docstring)."""
+def verify_code(answer_text: str, tests: Any, sandbox: Any = None, box: Any = None) -> Check:
+    """Run the answer's last python block against ``tests`` in the sandbox (see the module docstring);
+    ``box``, a :class:`distill.sandbox.Sandbox` shared by a batch, else one built from ``sandbox``."""
     from distill.sandbox import check_code
 
-    status, result = check_code(answer_text, tests, sandbox)
+    status, result = check_code(answer_text, tests, sandbox, box)
     if result is None:
         return Check(False, "", status)
     return Check(status == "correct", result.outcome, status, result.detail)
@@ -766,17 +767,21 @@ def verify_code(answer_text: str, tests: Any, sandbox: Any = None) -> Check:
 def verify_code_batch(items: Sequence[tuple[str, Any]], sandbox: Any = None) -> list[Check]:
     """:func:`verify_code` for many (answer_text, tests) pairs, ``sandbox.workers`` (default: CPUs) at a time.
 
-    Threads suffice: each one only waits on its sandbox process.
+    Threads suffice: each one only waits on its sandbox process.  One Sandbox serves the whole batch, so
+    its setup is probed once, and a sandbox that cannot start is found once, not re-probed per answer.
     """
     if not items:
         return []
     from concurrent.futures import ThreadPoolExecutor
 
+    from distill.sandbox import Sandbox
+
+    box = Sandbox(sandbox)
     width = min(len(items), getattr(sandbox, "workers", None) or default_workers())
     if width == 1:
-        return [verify_code(a, t, sandbox) for a, t in items]
+        return [verify_code(a, t, sandbox, box) for a, t in items]
     with ThreadPoolExecutor(width, thread_name_prefix="distill-sandbox") as ex:
-        return list(ex.map(lambda item: verify_code(item[0], item[1], sandbox), items))
+        return list(ex.map(lambda item: verify_code(item[0], item[1], sandbox, box), items))
 
 
 def _run_jobs(jobs: list[tuple[str, str]], timeout_s: float, workers: int | None,
