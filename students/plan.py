@@ -240,11 +240,6 @@ def layer_activation_bytes(h: int, q_dim: int, kv_dim: int, intermediate: int, h
     return float(s) * b * (attention + scores + mlp + 2 * norm_bytes * h)
 
 
-def korthikanti_layer_bytes(s: int, b: int, h: int, a: int) -> float:
-    """The paper's formula for one GPT layer without parallelism or recomputation: s*b*h*(34 + 5*a*s/h)."""
-    return s * b * h * (34 + 5 * a * s / h)
-
-
 def model_activation_bytes(shape: ModelShape, s: int, b: int, checkpointing: bool) -> float:
     """Activations of all layers: every layer's saved tensors, or with full recomputation each layer's
     input (2sbh) plus one layer's saved tensors while it is recomputed."""

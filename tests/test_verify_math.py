@@ -219,7 +219,8 @@ def test_200_adversarial_answers_leave_no_hung_worker():
         started = time.perf_counter()
         checks = verify_batch(items, timeout_s=0.3, pool=pool)
         elapsed = time.perf_counter() - started
-        assert len(checks) == 200 and {c.status for c in checks} <= {"correct", "wrong", "error_infra", "no_answer"}
+        assert len(checks) == 200
+        assert "error_infra" in {c.status for c in checks}, "the adversarial answers include ones that time out"
         assert sum(c.correct for c in checks) == sum(a == "5" for a in adversarial_answers(200))
         assert elapsed < 60
         pids = pool.pids
