@@ -149,3 +149,22 @@ def test_a_dataset_teacher_has_no_model_to_evaluate(tiny_config, tmp_path):
     config = tiny_config(teacher__kind="dataset", teacher__dataset={"path": str(tmp_path / "t.jsonl")},
                          eval__models=["teacher"])
     assert eval_models(Context(config, RunStore(config.run_dir), NullReporter())) == {}
+
+
+def test_dataset_chunks_commit_only_what_is_pending_and_refuse_a_foreign_folder(tmp_path):
+    """Dataset traces are committed in sampling's chunks, through the same plan: resume skips committed
+    chunks, and shards beyond the plan (another job's folder) are an error, not silently mixed in."""
+    from distill.records import Problem, Trace
+    from distill.shards import ShardStore
+    from teachers.backends.trace_dataset import commit_dataset_chunks
+
+    problems = [Problem(id=f"p{i}", problem=f"q{i}", answer=str(i)) for i in range(5)]
+    traces = {p.id: [Trace(p.id, 0, [], "r", p.answer, "stop", True)] for p in problems}
+    store = ShardStore(tmp_path / "shards")
+    store.commit(1, traces["p2"] + traces["p3"])
+    out = commit_dataset_chunks(traces, problems, store, 2, select=lambda i: i != 2)
+    assert out == {"shards": 3, "resumed_shards": 1, "sampled_shards": 1, "traces": 5, "teacher": "dataset"}
+    assert store.committed() == {0, 1}
+    store.commit(7, traces["p0"])
+    with pytest.raises(RuntimeError, match="beyond the 3 planned"):
+        commit_dataset_chunks(traces, problems, store, 2)

@@ -29,8 +29,9 @@ from typing import Any, Callable, Iterable, Sequence
 from distill.errors import UserError
 from distill.problems import build_prompt
 from distill.records import Problem, Trace, read_jsonl
-from distill.shards import ShardStore, plan_shards
+from distill.shards import ShardStore
 from teachers.reasoning import split_reasoning
+from teachers.service import pending_chunks
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,7 @@ def _read_with_datasets(path: str, name: str | None, split: str) -> list[dict]:
         from datasets import load_dataset
 
         return load_dataset(path, name, split=split).to_list()
-    except (FileNotFoundError, ValueError, ConnectionError) as exc:
-        raise UserError(f"teacher.dataset: cannot load {path!r} (split {split!r}): {exc}") from None
-    except Exception as exc:  # the Hub client raises its own types (offline, gated, missing)
+    except Exception as exc:  # missing files, bad splits, and the Hub client's own types (offline, gated, missing)
         raise UserError(f"teacher.dataset: cannot load {path!r} (split {split!r}): {type(exc).__name__}: {exc}") \
             from None
 
@@ -222,13 +221,8 @@ def load_trace_dataset(options: dict[str, Any], limit: int | None = None) -> tup
 def commit_dataset_chunks(traces: dict[str, list[Trace]], problems: Sequence[Problem], store: ShardStore,
                           shard_size: int, select: Callable[[int], bool] | None = None) -> dict[str, Any]:
     """Commit the dataset's traces in the same chunks as sampling would, so resume and the filter work alike."""
-    chunks = plan_shards(list(problems), shard_size)
-    done = store.committed()
-    written = 0
-    for index, chunk in enumerate(chunks):
-        if index in done or (select is not None and not select(index)):
-            continue
-        store.commit(index, [t for p in chunk for t in traces[p.id]])
-        written += 1
-    return {"shards": len(chunks), "resumed_shards": len(done), "sampled_shards": written,
+    chunks, todo, done = pending_chunks(problems, store, shard_size, select)
+    for index in todo:
+        store.commit(index, [t for p in chunks[index] for t in traces[p.id]])
+    return {"shards": len(chunks), "resumed_shards": len(done), "sampled_shards": len(todo),
             "traces": sum(len(traces[p.id]) for p in problems), "teacher": "dataset"}
