@@ -362,7 +362,7 @@ def sample_chunks(ctx: Context, select: Callable[[int], bool] | None = None) -> 
             sampler = _sampler(t.backend, path, t.batch_size, t.dtype, t.vllm.model_dump(), t.openai.model_dump())
             try:
                 info = run_sharded(train, sampler, params, shards, t.shard_size, on_shard=on_chunk, select=select,
-                                   retry_max_tokens=retry)
+                                   retry_max_tokens=retry, pending=(chunks, todo, done))
                 stats = getattr(sampler, "stats", None)  # an API sampler's own bill: cache hits, off-peak discount
                 if stats is not None and getattr(sampler, "price_table", None) is not None:
                     info["billed_usd_this_run"] = round(stats.cost_usd, 8)

@@ -133,9 +133,13 @@ def pending_chunks(problems: Sequence[Problem], store: ShardStore, shard_size: i
 
 def run_sharded(problems: Sequence[Problem], sampler: Sampler, params: SamplingParams, store: ShardStore,
                 shard_size: int, on_shard: ProgressFn | None = None, select: Callable[[int], bool] | None = None,
-                retry_max_tokens: int | None = None) -> dict[str, int]:
-    """Sample every shard not yet committed (and picked by ``select``); returns shard counts."""
-    shards, todo, done = pending_chunks(problems, store, shard_size, select)
+                retry_max_tokens: int | None = None,
+                pending: tuple[list[list[Problem]], list[int], set[int]] | None = None) -> dict[str, int]:
+    """Sample every shard not yet committed (and picked by ``select``); returns shard counts.
+
+    ``pending`` is :func:`pending_chunks`' answer when the caller already has it (the pipeline sizes its
+    progress bar from it), so the shard folder is listed once."""
+    shards, todo, done = pending or pending_chunks(problems, store, shard_size, select)
     for index in todo:
         traces = sample_chunk(index, shards[index], sampler, params, retry_max_tokens)
         store.commit(index, traces)
