@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -345,8 +345,8 @@ class ExportConfig(Strict):
                               "llama-cpp-python is installed, else Q4_0 via gguf; null for none")
 
 
-EVAL_MODELS = ("teacher", "student_base", "student", "student_4bit", "student_gguf", "student_8bit")
 EvalModel = Literal["teacher", "student_base", "student", "student_4bit", "student_gguf", "student_8bit"]
+EVAL_MODELS: tuple[str, ...] = get_args(EvalModel)
 
 
 class BenchmarkConfig(Strict):

@@ -796,10 +796,6 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
-def _parse_retry_after(value: str | None) -> float | None:
-    return retry_after_seconds(value)
-
-
 def _http_failure(exc: BaseException) -> tuple[int | None, float | None]:
     """Find the HTTP status and Retry-After behind ``exc``.
 
@@ -815,7 +811,7 @@ def _http_failure(exc: BaseException) -> tuple[int | None, float | None]:
         if isinstance(status, int):
             headers = getattr(response, "headers", None) or {}
             try:
-                retry_after = _parse_retry_after(headers.get("Retry-After"))
+                retry_after = retry_after_seconds(headers.get("Retry-After"))
             except Exception:
                 retry_after = None
             return status, retry_after

@@ -34,10 +34,11 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from distill.config import STAGES
 from distill.errors import UserError
+from distill.records import read_jsonl
 from distill.store import write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -238,13 +239,6 @@ class _Run:
 
 def _load_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _iter_jsonl(path: Path) -> Iterable[dict[str, Any]]:
-    """JSON objects of a JSONL file; a torn final line (a crash mid-write) is ignored, as the pipeline does."""
-    from distill.records import read_jsonl
-
-    return read_jsonl(path)
 
 
 def _stage_note(run: _Run, section: Section, stage: str) -> None:
@@ -558,12 +552,12 @@ def _lengths(run: _Run) -> Section:
     _stage_note(run, sec, "sample")
     tokens: dict[tuple[str, int], int] = {}
     for shard in shards:
-        for row in _iter_jsonl(shard):
+        for row in read_jsonl(shard):
             tokens[(row.get("problem_id"), row.get("sample_index"))] = int(row.get("completion_tokens") or 0)
     verdict_path = run.path("filter", "verdicts.jsonl")
     reasons: dict[tuple[str, int], str] = {}
     if verdict_path.is_file():
-        for v in _iter_jsonl(verdict_path):
+        for v in read_jsonl(verdict_path):
             reason = v.get("reason") or ("kept" if v.get("ok") else "rejected")
             reasons[(v.get("problem_id"), v.get("sample_index"))] = str(reason)
     else:
