@@ -106,3 +106,31 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "distill.cli", *args], capture_output=True, text=True,
                           cwd=cwd or REPO, timeout=timeout, env=full_env)
+
+
+class WordTokenSampler:
+    """Base for the tests' fake samplers: one whitespace-separated word is one token and there is nothing to
+    close.  Subclasses set ``name`` and write ``generate``."""
+
+    name = "words"
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def write_hub_parquet(folder: Path, rows: list[dict], split: str = "train", config: str | None = None) -> Path:
+    """A local stand-in for a Hub dataset: ``<config or data>/<split>-00000-of-00001.parquet`` and the README
+    ``configs`` block naming it, which ``datasets.load_dataset(folder, config)`` reads as it reads the Hub's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sub = folder / (config or "data")
+    sub.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), sub / f"{split}-00000-of-00001.parquet")
+    (folder / "README.md").write_text(
+        f"---\nconfigs:\n- config_name: {config or 'default'}\n  data_files:\n"
+        f"  - split: {split}\n    path: {sub.name}/{split}-*\n---\n")
+    return folder

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import tiny_config_dict
+from conftest import WordTokenSampler, tiny_config_dict
 from distill.records import Problem
 from eval.budget import (
     FORCED_CLOSE,
@@ -18,7 +18,7 @@ from eval.budget import (
 from teachers.sampler import Completion, SamplingParams
 
 
-class WordSampler:
+class WordSampler(WordTokenSampler):
     """Deterministic: one word = one token.  Thinks ``think_words`` words, then answers the sum.
 
     When continued after a forced ``</think>`` it answers at once; it records every call.
@@ -29,12 +29,6 @@ class WordSampler:
     def __init__(self, think_words: int = 10):
         self.think_words = think_words
         self.calls: list[tuple[list, SamplingParams]] = []
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def close(self) -> None:
-        pass
 
     def _answer(self, prompt) -> str:
         a, b = (int(x) for x in prompt[0]["content"].split("What is ")[1].split("?")[0].split(" + "))
@@ -109,7 +103,7 @@ def test_budget_forcing_through_the_transformers_sampler(tmp_path, teacher_cache
     """The real toy teacher, real generate(): thinking is capped in tokens and the forced answer is scored."""
     from distill.config import config_from_dict
     from distill.pipeline import problem_sets
-    from eval.protocol import evaluate
+    from distill.verify import verify_answer
     from students.toy import ensure_toy_teacher
     from teachers.backends.hf import TransformersSampler
     from teachers.prompts import build_prompt
@@ -125,24 +119,26 @@ def test_budget_forcing_through_the_transformers_sampler(tmp_path, teacher_cache
                              answer_prefix=prefix)
         forced = BudgetForcedSampler(sampler, 16, answer_tokens=16, answer_prefix=prefix)
         out = forced.generate([build_prompt(p) for p in heldout], params)
-        rows = evaluate(BudgetForcedSampler(sampler, 16, 16, prefix), heldout, params, "toy", "heldout").samples
     finally:
         sampler.close()
     low, mid, high = sweep["points"]
     assert low["forced"] == low["samples"] == 2 * len(heldout)  # every worked solution is longer than 4 tokens
     assert low["max_thinking_tokens"] <= 4 and mid["max_thinking_tokens"] <= 16
     assert high["forced"] == 0 and high["within_budget"] == high["samples"]
-    for row in out:
+    extracted = []
+    for p, row in zip(heldout, out):
         for c in row:
             assert c.thinking_tokens <= 16  # generated tokens before the forced </think>
             if c.forced:
-                assert c.text.split("</think>", 1)[1].startswith("\n\n" + prefix)
+                answer = c.text.split("</think>", 1)[1]
+                assert answer.startswith("\n\n" + prefix)
+                extracted.append(verify_answer(p.kind, answer, p.answer).extracted)
     # the forced answers reach the verifier: it extracts the boxed number the model wrote after the prefix
-    assert any(r["extracted"] for r in rows)
+    assert any(extracted)
     assert high["pass_at_1"] > 0 and high["mean_tokens"] > low["mean_tokens"]
 
 
-class TemplateSampler:
+class TemplateSampler(WordTokenSampler):
     """Renders every prompt with a real tokenizer's chat template (as the transformers/vLLM backends do) and
     answers from a script: the thinking is cut at the budget, a continuation answers.  It records the
     rendered prompts, which is what the model would see."""
@@ -152,12 +148,6 @@ class TemplateSampler:
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
         self.rendered: list[str] = []
-
-    def count_tokens(self, text):
-        return len(text.split())
-
-    def close(self):
-        pass
 
     def generate(self, prompts, params):
         from teachers.sampler import render_prompt

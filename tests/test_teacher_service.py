@@ -11,9 +11,10 @@ from distill.progress import SamplingMeter
 from teachers.pricing import DEEPSEEK_PRICES
 from teachers.sampler import Completion, SamplingParams
 from teachers.service import sample_problems, shard_stats
+from tests.conftest import WordTokenSampler
 
 
-class BudgetSampler:
+class BudgetSampler(WordTokenSampler):
     """Finishes a prompt only when max_tokens reaches its need (the problem's first operand x 10 tokens)."""
 
     name = "budget"
@@ -33,12 +34,6 @@ class BudgetSampler:
                 c = Completion("<think>still going", "length", 5, params.max_tokens)
             out.append([c] * params.n)
         return out
-
-    def count_tokens(self, text):
-        return len(text.split())
-
-    def close(self):
-        pass
 
 
 def test_truncated_samples_get_one_retry_at_the_larger_budget_and_its_outcome_is_final():
@@ -61,7 +56,7 @@ def test_truncated_samples_get_one_retry_at_the_larger_budget_and_its_outcome_is
     assert len(traces) == 24 and len({t.key for t in traces}) == 24
 
 
-class PerRequestSeedSampler:
+class PerRequestSeedSampler(WordTokenSampler):
     """Like vLLM, llama.cpp and seeded OpenAI servers: a prompt's text is fixed by (prompt, seed + choice),
     so the same prompt sent twice with one seed comes back the same. Always truncated at 30 tokens."""
 
@@ -75,12 +70,6 @@ class PerRequestSeedSampler:
         finish = "length" if params.max_tokens <= 30 else "stop"
         return [[Completion(f"<think>{p[-1]['content']} seed={params.seed + i}</think> \\boxed{{0}}", finish, 5, 9)
                  for i in range(params.n)] for p in prompts]
-
-    def count_tokens(self, text):
-        return len(text.split())
-
-    def close(self):
-        pass
 
 
 def test_truncated_samples_of_one_problem_are_retried_with_their_own_seeds():
