@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, write_hub_parquet
 from distill.errors import UserError
 from eval.benchmarks import (
     DEEPSEEK_LCB_WINDOW,
@@ -71,21 +71,6 @@ def test_auto_prefers_local_and_falls_back_to_hub(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- Hub-format fixtures
 
 
-def _write_parquet(folder: Path, rows: list[dict], split: str, config: str | None = None) -> Path:
-    """A Hub-layout dataset folder: data/<split>-00000-of-00001.parquet, plus a configs README for named configs."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    sub = folder / (config or "default") if config else folder / "data"
-    sub.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), sub / f"{split}-00000-of-00001.parquet")
-    if config:
-        (folder / "README.md").write_text(
-            "---\nconfigs:\n"
-            f"- config_name: {config}\n  data_files:\n  - split: {split}\n    path: {config}/{split}-*\n---\n")
-    return folder
-
-
 HUB_ROWS = {
     "aime2024": [{"id": 60, "problem": "Find x if x+1=205.", "solution": "x=204", "answer": "204",
                   "url": "https://artofproblemsolving.com/wiki/index.php/2024_AIME_I_Problems/Problem_1",
@@ -102,7 +87,7 @@ HUB_ROWS = {
 @pytest.mark.parametrize("name", sorted(HUB_ROWS))
 def test_hub_layout_loaders(name, tmp_path):
     bench = get_benchmark(name)
-    folder = _write_parquet(tmp_path / name, HUB_ROWS[name], bench.hub.split, bench.hub.name)
+    folder = write_hub_parquet(tmp_path / name, HUB_ROWS[name], bench.hub.split, bench.hub.name)
     loaded = load_hub(bench, path=str(folder))
     assert len(loaded.problems) == 1
     p = loaded.problems[0]
@@ -115,7 +100,7 @@ def test_hub_layout_loaders(name, tmp_path):
 
 
 def test_hub_layout_mismatch_is_a_clear_user_error(tmp_path):
-    folder = _write_parquet(tmp_path / "bad", [{"prompt": "x", "label": "1"}], "test")
+    folder = write_hub_parquet(tmp_path / "bad", [{"prompt": "x", "label": "1"}], "test")
     with pytest.raises(UserError, match="not in the expected layout.*problem"):
         load_hub(get_benchmark("math500"), path=str(folder))
     with pytest.raises(UserError, match="cannot load Hub dataset"):
@@ -131,7 +116,7 @@ def _made_up_gpqa(n: int) -> list[dict]:
 
 def test_gpqa_multiple_choice_shuffled_with_fixed_seed(tmp_path):
     bench = get_benchmark("gpqa_diamond")
-    folder = _write_parquet(tmp_path / "gpqa", _made_up_gpqa(40), bench.hub.split, bench.hub.name)
+    folder = write_hub_parquet(tmp_path / "gpqa", _made_up_gpqa(40), bench.hub.split, bench.hub.name)
     first = load_hub(bench, path=str(folder), seed=0)
     again = load_hub(bench, path=str(folder), seed=0)
     other = load_hub(bench, path=str(folder), seed=1)

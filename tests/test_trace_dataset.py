@@ -8,13 +8,12 @@ exactly as a downloaded Hub dataset is.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from distill.errors import UserError
 from teachers.backends.trace_dataset import load_rows, load_trace_dataset, to_records
-from tests.conftest import SHARED_DATA, run_cli, tiny_config_dict, write_yaml
+from tests.conftest import SHARED_DATA, run_cli, tiny_config_dict, write_hub_parquet, write_yaml
 
 OPENR1_ROWS = [
     {"problem": "What is 2 + 3?", "solution": "2+3=5", "answer": "5", "problem_type": "Algebra",
@@ -29,20 +28,8 @@ OPENR1_ROWS = [
 ]
 
 
-def write_hub_folder(folder: Path, rows: list[dict]) -> Path:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    data = folder / "data"
-    data.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(rows), data / "train-00000-of-00001.parquet")
-    (folder / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n"
-                                      "    path: data/train-*\n---\n")
-    return folder
-
-
 def test_openr1_rows_from_a_hub_layout_folder(tmp_path):
-    folder = write_hub_folder(tmp_path / "openr1", OPENR1_ROWS)
+    folder = write_hub_parquet(tmp_path / "openr1", OPENR1_ROWS)
     problems, traces = load_trace_dataset({"path": str(folder), "split": "train"})
     assert [p.id for p in problems] == ["u-1", "u-2"]
     assert problems[0].answer == "5" and problems[0].source == "olympiads" and problems[0].solution == "2+3=5"
@@ -118,7 +105,7 @@ def _toy_rows(count: int) -> list[dict]:
 
 @pytest.mark.slow
 def test_pipeline_distils_from_a_trace_dataset_through_filter_and_train(tmp_path, teacher_cache):
-    folder = write_hub_folder(tmp_path / "hub", _toy_rows(20))
+    folder = write_hub_parquet(tmp_path / "hub", _toy_rows(20))
     raw = tiny_config_dict(tmp_path, teacher_cache)
     raw["teacher"].update(kind="dataset", dataset={"path": str(folder)}, shard_size=6)
     raw["filter"]["decontaminate_heldout"] = False
