@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED_DATA, write_hub_parquet
+from tests.conftest import SHARED_DATA, write_hub_parquet
 from distill.errors import UserError
 from eval.benchmarks import (
     DEEPSEEK_LCB_WINDOW,

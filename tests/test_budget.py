@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import WordTokenSampler, tiny_config_dict
+from tests.conftest import WordTokenSampler, tiny_config_dict
 from distill.records import Problem
 from eval.budget import (
     FORCED_CLOSE,
