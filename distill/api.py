@@ -122,13 +122,14 @@ def _force_list(force: str | Iterable[str] | None) -> list[str]:
 
 
 @contextlib.contextmanager
-def _library_progress_bars_off() -> Iterator[None]:
+def _library_progress_bars_off(modules: Iterable[str] | None = None) -> Iterator[None]:
     """Silence the tqdm bars of datasets, transformers and huggingface_hub for the duration, then restore them.
 
     Why: the pipeline's stages call ``datasets.map`` and ``save_pretrained``, whose bars
     would otherwise fill a notebook cell or a script's stderr; a library call should
     not print.  Each library's own setting is put back as it was, so a caller who
-    wants the bars elsewhere keeps them.
+    wants the bars elsewhere keeps them.  ``modules`` (top-level names, e.g. ``("datasets",)``) limits
+    it to those libraries, so a caller that only reads data never imports transformers.
     """
     restore: list[Callable[[], None]] = []
     switches = (("datasets", "are_progress_bars_disabled", "disable_progress_bars", "enable_progress_bars", True),
@@ -137,6 +138,8 @@ def _library_progress_bars_off() -> Iterator[None]:
                 ("transformers.utils.logging", "is_progress_bar_enabled", "disable_progress_bar",
                  "enable_progress_bar", False))
     for module_name, query, off, on, query_means_off in switches:
+        if modules is not None and module_name.split(".")[0] not in modules:
+            continue
         try:
             module = importlib.import_module(module_name)
             already_off = bool(getattr(module, query)()) == query_means_off
@@ -210,7 +213,7 @@ class Run:
         self.path = Path(run_dir)
 
     def __repr__(self) -> str:
-        stages = ", ".join(f"{s} {self.status(s)}" for s in self._stage_names())
+        stages = ", ".join(f"{s} {status}" for s, status in self.stages.items())
         return f"Run({str(self.path)!r}: {stages})"
 
     def __fspath__(self) -> str:
@@ -261,17 +264,26 @@ class Run:
 
         return list(STAGES)
 
+    def _recorded_stages(self) -> dict[str, Any]:
+        """The manifest's per-stage entries, {} before the first run wrote a manifest."""
+        try:
+            return self.manifest.get("stages", {})
+        except UserError:
+            return {}
+
+    @staticmethod
+    def _status_in(recorded: dict[str, Any], stage: str) -> str:
+        return str(recorded.get(stage, {}).get("status") or "not run")
+
     def status(self, stage: str) -> str:
         """``done``, ``running``, ``failed`` or ``not run``."""
-        try:
-            return str(self.manifest.get("stages", {}).get(stage, {}).get("status") or "not run")
-        except UserError:
-            return "not run"
+        return self._status_in(self._recorded_stages(), stage)
 
     @property
     def stages(self) -> dict[str, str]:
-        """Stage -> status, for all six stages."""
-        return {s: self.status(s) for s in self._stage_names()}
+        """Stage -> status, for all six stages (the manifest read once, not once per stage)."""
+        recorded = self._recorded_stages()
+        return {s: self._status_in(recorded, s) for s in self._stage_names()}
 
     # ----- stage outputs
 
@@ -370,13 +382,8 @@ def _load_rows(paths: list[Path], as_: str):
             return datasets.Dataset.from_list([])
         # datasets draws a progress bar on stderr while it builds the Arrow cache; keep it quiet
         # (a library call should not print) and leave the caller's own setting as it was.
-        quiet = datasets.are_progress_bars_disabled()
-        datasets.disable_progress_bars()
-        try:
+        with _library_progress_bars_off(modules=("datasets",)):
             return datasets.load_dataset("json", data_files=[str(p) for p in paths], split="train")
-        finally:
-            if not quiet:
-                datasets.enable_progress_bars()
     from distill.records import read_jsonl
 
     rows = [row for p in paths for row in read_jsonl(p)]
