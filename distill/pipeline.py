@@ -603,8 +603,7 @@ def stage_train(ctx: Context) -> StageOutcome:
     base = student_base(ctx)
     tokenizer = AutoTokenizer.from_pretrained(base)
     settings = train_settings(cfg)
-    # The shortest trace: the check is about the template, not about traces longer than max_length.
-    _preflight(ctx, tokenizer, min(examples, key=lambda e: len(e["completion"][-1]["content"])), settings)
+    _preflight(ctx, tokenizer, examples, settings)
     task = ctx.reporter.task("training student", None)
     last = [0]
 
@@ -648,23 +647,20 @@ def train_settings(cfg: Any) -> Any:
     )
 
 
-def _preflight(ctx: Context, tokenizer: Any, example: dict, settings: Any) -> None:
-    """Render one kept trace as the trainer will; refuse to train on a template that loses the reasoning,
-    the EOS or the prompt/inference match (students/preflight.py says why each matters)."""
-    from students.preflight import run_preflight
+def _preflight(ctx: Context, tokenizer: Any, examples: list[dict], settings: Any) -> None:
+    """Render the shortest kept trace as the trainer will; refuse to train on a template that loses the
+    reasoning, the EOS or the prompt/inference match (students/preflight.py says why each matters)."""
+    from students.preflight import PreflightError, check_or_raise
 
-    report = run_preflight(tokenizer, example, settings)
-    ctx.out("train").mkdir(parents=True, exist_ok=True)
-    (ctx.out("train") / "preflight.txt").write_text(report.render() + "\n", encoding="utf-8")
-    if not report.ok:
-        raise UserError(f"train: chat-template pre-flight failed: {report.reason} "
-                        "(see train/preflight.txt or `distill check-template CONFIG`)")
-    log.info("chat-template pre-flight passed: %s", report.template)
+    try:
+        check_or_raise(tokenizer, examples, settings, report_path=ctx.out("train") / "preflight.txt")
+    except PreflightError as exc:
+        raise UserError(f"train: {exc} (see train/preflight.txt or `distill check-template CONFIG`)") from None
 
 
 def stage_export(ctx: Context) -> StageOutcome:
     from students.export import (GGUF_LOGIT_TOLERANCE, export_gguf, export_gguf_4bit, export_int8, export_nf4,
-                                 gguf_logits_check, llama_cpp_available)
+                                 llama_cpp_available)
 
     cfg = ctx.config.export
     model_dir = ctx.store.stage_dir("train") / "model"
@@ -680,10 +676,10 @@ def stage_export(ctx: Context) -> StageOutcome:
         counts["int8"] = info
         parts.append(f"int8 {info['size_bytes'] / 1e6:.2f} MB")
     if cfg.gguf:
-        info = export_gguf(model_dir, out / "gguf" / f"model-{cfg.gguf_type}.gguf", cfg.gguf_type)
-        if llama_cpp_available():  # loaded back in its consumer: tokens exact, logits within the type's tolerance
-            info["llama_cpp_check"] = gguf_logits_check(Path(info["path"]), model_dir,
-                                                        tolerance=GGUF_LOGIT_TOLERANCE[cfg.gguf_type])
+        # Loaded back in its consumer before it is published: tokens exact, logits within the type's tolerance.
+        tolerance = GGUF_LOGIT_TOLERANCE[cfg.gguf_type] if llama_cpp_available() else None
+        info = export_gguf(model_dir, out / "gguf" / f"model-{cfg.gguf_type}.gguf", cfg.gguf_type,
+                           llama_cpp_tolerance=tolerance)
         counts["gguf"] = info
         parts.append(f"gguf {cfg.gguf_type} {info['size_bytes'] / 1e6:.2f} MB")
     if cfg.gguf_4bit:

@@ -524,7 +524,8 @@ def _embedding_tolerance(qtype, original: np.ndarray) -> float:
     return scale
 
 
-def export_gguf(model_dir: Path, out_path: Path, qtype: str = "q8_0") -> dict[str, Any]:
+def export_gguf(model_dir: Path, out_path: Path, qtype: str = "q8_0", *,
+                llama_cpp_tolerance: float | None = None) -> dict[str, Any]:
     """Write ``model_dir`` (Qwen2ForCausalLM or LlamaForCausalLM, safetensors) as a llama.cpp GGUF file.
 
     Mirrors convert_hf_to_gguf.py: hyper-parameters under the arch prefix,
@@ -536,6 +537,9 @@ def export_gguf(model_dir: Path, out_path: Path, qtype: str = "q8_0") -> dict[st
     written to a temporary name, read back with ``gguf.GGUFReader`` (arch,
     tensor count and names, token count, and dequantised ``token_embd`` within
     the tolerance of its stored type) and only then renamed to ``out_path``.
+    With ``llama_cpp_tolerance`` the temporary file is also loaded in llama.cpp
+    (:func:`gguf_logits_check`) before the rename, so a file that fails it never
+    reaches ``out_path``; the check's figures are returned as ``llama_cpp_check``.
     """
     import gguf
 
@@ -656,6 +660,8 @@ def export_gguf(model_dir: Path, out_path: Path, qtype: str = "q8_0") -> dict[st
         writer.close()
 
         _verify_gguf(tmp_path, arch, originals, stored_types, len(vocab["tokens"]))
+        checked = (None if llama_cpp_tolerance is None
+                   else gguf_logits_check(tmp_path, model_dir, tolerance=llama_cpp_tolerance))
         os.replace(tmp_path, out_path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -674,6 +680,7 @@ def export_gguf(model_dir: Path, out_path: Path, qtype: str = "q8_0") -> dict[st
         "arch": arch,
         "tokenizer_pre": vocab["pre"],
         "tensor_types": {name: t.name for name, t in stored_types.items()},
+        **({"llama_cpp_check": checked} if checked is not None else {}),
     }
 
 
@@ -893,14 +900,13 @@ def export_gguf_4bit(model_dir: Path, out_dir: Path, *, prefer: str = "q4_k_m", 
     reason = None
     if prefer == "q4_k_m" and not have_llama:
         reason = "llama-cpp-python is not installed: Q4_0 from the gguf package instead of Q4_K_M"
-    if prefer == "q4_k_m" and have_llama:
-        qtype = "q4_k_m"
-        out_path = out_dir / "model-q4_k_m.gguf"
-        info = _quantize_with_llama_cpp(model_dir, out_path)
+    qtype = "q4_k_m" if prefer == "q4_k_m" and have_llama else "q4_0"
+    out_path = out_dir / f"model-{qtype}.gguf"
+    tolerance = GGUF_LOGIT_TOLERANCE[qtype] if check and have_llama else None  # checked before it is published
+    if qtype == "q4_k_m":
+        info = _quantize_with_llama_cpp(model_dir, out_path, llama_cpp_tolerance=tolerance)
     else:
-        qtype = "q4_0"
-        out_path = out_dir / "model-q4_0.gguf"
-        info = export_gguf(model_dir, out_path, "q4_0")
+        info = export_gguf(model_dir, out_path, "q4_0", llama_cpp_tolerance=tolerance)
     reader = gguf.GGUFReader(str(out_path))
     try:
         types = {t.name: t.tensor_type.name for t in reader.tensors}
@@ -929,17 +935,13 @@ def export_gguf_4bit(model_dir: Path, out_dir: Path, *, prefer: str = "q4_k_m", 
         "fallback_reason": reason,
         "quantizer": "llama.cpp llama_model_quantize" if qtype == "q4_k_m" else "gguf package",
     }
-    if check and have_llama:
-        try:
-            result["llama_cpp_check"] = gguf_logits_check(out_path, model_dir, tolerance=GGUF_LOGIT_TOLERANCE[qtype])
-        except BaseException:
-            out_path.unlink(missing_ok=True)
-            raise
     return result
 
 
-def _quantize_with_llama_cpp(model_dir: Path, out_path: Path) -> dict[str, Any]:
-    """f32 GGUF (this module's writer) -> Q4_K_M with ``llama_cpp.llama_model_quantize``, published atomically."""
+def _quantize_with_llama_cpp(model_dir: Path, out_path: Path,
+                             llama_cpp_tolerance: float | None = None) -> dict[str, Any]:
+    """f32 GGUF (this module's writer) -> Q4_K_M with ``llama_cpp.llama_model_quantize``, published atomically
+    (after :func:`gguf_logits_check` within ``llama_cpp_tolerance``, when given)."""
     import ctypes
 
     import llama_cpp
@@ -955,8 +957,10 @@ def _quantize_with_llama_cpp(model_dir: Path, out_path: Path) -> dict[str, Any]:
                                             ctypes.byref(params))
         if rc != 0 or not quantized.is_file():
             raise ExportError(f"llama.cpp's quantizer failed on {model_dir} (return code {rc})")
+        checked = (None if llama_cpp_tolerance is None
+                   else gguf_logits_check(quantized, model_dir, tolerance=llama_cpp_tolerance))
         os.replace(quantized, out_path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {"full_size_bytes": f32["full_size_bytes"], "arch": f32["arch"], "tokenizer_pre": f32["tokenizer_pre"],
-            "tensors": f32["tensors"]}
+            "tensors": f32["tensors"], **({"llama_cpp_check": checked} if checked is not None else {})}

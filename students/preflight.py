@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill.errors import UserError
+
 log = logging.getLogger(__name__)
 
 SAMPLE_PROMPT = [{"role": "user", "content": "What is 17 + 25? Please reason step by step, and put your final "
@@ -92,8 +94,9 @@ class PreflightReport:
         return "\n".join(lines)
 
 
-class PreflightError(RuntimeError):
-    """The chat template would train the student wrongly; the message is the one-line reason."""
+class PreflightError(UserError):
+    """The chat template would train the student wrongly; the message is the one-line reason (a user
+    error: exit code 2, no traceback)."""
 
 
 def sample_example() -> dict[str, Any]:
@@ -106,11 +109,10 @@ def sample_example() -> dict[str, Any]:
 def check_config(config: Any, tokenizer_path: str | None = None) -> PreflightReport:
     """The pre-flight of a run config: its student tokenizer and template choice, on the shortest kept
     trace of the run when the filter has run, else on a built-in sample."""
-    from students.trainer import TrainSettings
+    from distill.pipeline import train_settings  # the settings training uses, so both check the same thing
 
-    st = config.student
-    settings = TrainSettings(chat_template=st.chat_template, max_length=st.max_length, packing=st.packing)
-    return run_preflight(load_student_tokenizer(config, tokenizer_path), _run_example(config), settings)
+    return run_preflight(load_student_tokenizer(config, tokenizer_path), _run_example(config),
+                         train_settings(config.student))
 
 
 def load_student_tokenizer(config: Any, path: str | None = None) -> Any:
@@ -177,9 +179,17 @@ def run_preflight(tokenizer: Any, example: dict[str, Any] | None = None, setting
     return report
 
 
-def check_or_raise(tokenizer: Any, example: dict[str, Any] | None = None, settings: Any = None) -> PreflightReport:
-    """``run_preflight``, raising :class:`PreflightError` with the one-line reason when a check fails."""
+def check_or_raise(tokenizer: Any, examples: list[dict[str, Any]] | None = None, settings: Any = None,
+                   report_path: Path | None = None) -> PreflightReport:
+    """The pre-flight before training: ``run_preflight`` on the shortest of ``examples`` (the check is
+    about the template, not about traces longer than max_length), the rendering written to
+    ``report_path`` when given (passed or not), raising :class:`PreflightError` with the one-line reason
+    when a check fails."""
+    example = min(examples, key=lambda e: len(e["completion"][-1]["content"])) if examples else None
     report = run_preflight(tokenizer, example, settings)
+    if report_path is not None:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(report.render() + "\n", encoding="utf-8")
     if not report.ok:
         raise PreflightError(f"chat-template pre-flight failed: {report.reason}")
     log.info("chat-template pre-flight passed (%s)", report.template)

@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from distill.errors import UserError
     from students.precision import PrecisionError
-    from students.preflight import run_preflight
+    from students.preflight import check_or_raise
     from students.trainer import TrainingOutOfMemoryError, train_sft
 
     try:
@@ -134,9 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         examples = [json.loads(line) for line in Path(args.examples).read_text().splitlines() if line.strip()]
         base, output, settings = args.base, Path(args.output), settings_from_json(args.settings)
         tokenizer = AutoTokenizer.from_pretrained(base)
-        report = run_preflight(tokenizer, min(examples, key=lambda e: len(e["completion"][-1]["content"])), settings)
-        if not report.ok:
-            raise UserError(f"chat-template pre-flight failed: {report.reason}")
+        check_or_raise(tokenizer, examples, settings)  # a PreflightError is a UserError: exit 2
         result = train_sft(base, tokenizer, examples, output, settings)
     except (UserError, PrecisionError, TrainingOutOfMemoryError) as exc:
         log.error("%s", exc)

@@ -16,6 +16,7 @@ pytest.importorskip("llama_cpp")
 from students.export import (  # noqa: E402
     GGUF_LOGIT_TOLERANCE,
     ExportError,
+    _quantize_with_llama_cpp,
     export_gguf,
     export_gguf_4bit,
     gguf_logits_check,
@@ -56,6 +57,17 @@ def test_logit_tolerance_is_enforced(model_dirs, tmp_path):
     path = Path(export_gguf(model_dirs["qwen2"], tmp_path / "q4.gguf", "q4_0")["path"])
     with pytest.raises(ExportError, match="differ from the fp32 model"):
         gguf_logits_check(path, model_dirs["qwen2"], tolerance=1e-6)
+
+
+def test_a_gguf_failing_the_llama_cpp_check_is_never_published(model_dirs, tmp_path):
+    """export_gguf and the Q4_K_M quantizer check the file before renaming it into place."""
+    with pytest.raises(ExportError, match="differ from the fp32 model"):
+        export_gguf(model_dirs["qwen2"], tmp_path / "q4.gguf", "q4_0", llama_cpp_tolerance=1e-6)
+    with pytest.raises(ExportError, match="differ from the fp32 model"):
+        _quantize_with_llama_cpp(model_dirs["qwen2"], tmp_path / "k.gguf", llama_cpp_tolerance=1e-6)
+    assert not list(tmp_path.rglob("*.gguf")) and not list(tmp_path.rglob(".*"))  # nothing left behind
+    info = export_gguf(model_dirs["qwen2"], tmp_path / "ok.gguf", "f32", llama_cpp_tolerance=GGUF_LOGIT_TOLERANCE["f32"])
+    assert info["llama_cpp_check"]["tokenization_identical"] and Path(info["path"]).is_file()
 
 
 def test_gguf_of_another_model_fails_the_check(model_dirs, tmp_path):
