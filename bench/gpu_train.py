@@ -10,8 +10,8 @@ accounting as `distill plan`) against --peak-tflops (H100/H200 dense BF16: 989).
 
     python bench/gpu_train.py                    # about 5 minutes on one H100/H200
     python bench/gpu_train.py --tiny             # a CPU smoke test of the same code path (fp32)
-    python bench/gpu_train.py --attn sdpa        # force an attention kernel (default: FlashAttention-2 if
-                                                 # installed, else SDPA with transformers' packed masks)
+    python bench/gpu_train.py --attn sdpa        # force an attention kernel (default: the trainer's choice,
+                                                 # FlashAttention-2 on a bf16 GPU if installed, else SDPA)
 """
 
 from __future__ import annotations
