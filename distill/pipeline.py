@@ -456,6 +456,7 @@ def ray_worker_specs(t: Any, path: str) -> list[Any]:
     workers share it (each at least 1), by the endpoints they own when those are split, evenly when
     every worker drives every endpoint; otherwise N workers would send N times the limit (429 storms).
     """
+    from teachers.backends.openai_http import even_shares
     from teachers.ray_pool import WorkerSpec
 
     options: dict[str, Any] = {"batch_size": t.batch_size, "dtype": t.dtype}
@@ -468,17 +469,12 @@ def ray_worker_specs(t: Any, path: str) -> list[Any]:
         return [WorkerSpec(t.backend, path, options)] * workers
     endpoints, limit = t.openai.endpoints, t.openai.max_concurrency
     if len(endpoints) >= workers:
-        per_endpoint = _shares(limit, len(endpoints))
+        per_endpoint = even_shares(limit, len(endpoints))
         return [WorkerSpec(t.backend, path, {**options, "endpoints": endpoints[w::workers],
                                              "max_concurrency": max(1, sum(per_endpoint[w::workers]))})
                 for w in range(workers)]
     return [WorkerSpec(t.backend, path, {**options, "max_concurrency": max(1, share)})
-            for share in _shares(limit, workers)]
-
-
-def _shares(total: int, parts: int) -> list[int]:
-    """``total`` split into ``parts`` integers differing by at most one, adding up to ``total``."""
-    return [total // parts + (i < total % parts) for i in range(parts)]
+            for share in even_shares(limit, workers)]
 
 
 def _price_table(config: RunConfig) -> Any:

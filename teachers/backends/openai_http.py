@@ -89,6 +89,12 @@ KNOWN_COUNTS_MAX = 65536
 CONNECTIONS_PER_CLIENT = 4
 
 
+def even_shares(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` integers differing by at most one, adding up to ``total``: a concurrency
+    bound shared by HTTP clients here, and by Ray workers in ``distill.pipeline.ray_worker_specs``."""
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
 class _Retryable(Exception):
     """A failed attempt another attempt may fix; ``retry_after`` is the server's requested wait, if any."""
 
@@ -247,8 +253,7 @@ class OpenAISampler:
         """
         import httpx
 
-        count = -(-self.max_concurrency // CONNECTIONS_PER_CLIENT)
-        shares = [self.max_concurrency // count + (i < self.max_concurrency % count) for i in range(count)]
+        shares = even_shares(self.max_concurrency, -(-self.max_concurrency // CONNECTIONS_PER_CLIENT))
         timeout = httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 30.0))
         if self._ssl_context is None:  # loading the CA bundle costs ~40 ms; once per sampler, not per client
             self._ssl_context = httpx.create_ssl_context(trust_env=self.trust_env)
