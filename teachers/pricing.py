@@ -76,12 +76,6 @@ def cost(prompt_tokens: int, completion_tokens: int, table: PriceTable, when: da
     return list_price * (1.0 - table.discount_at(when))
 
 
-def completion_cost(completion: Any, table: PriceTable, when: datetime | None = None,
-                    cached_prompt_tokens: int = 0) -> float:
-    """Cost of a :class:`~teachers.sampler.Completion` (a failed one still costs what the server billed, if any)."""
-    return cost(completion.prompt_tokens, completion.completion_tokens, table, when, cached_prompt_tokens)
-
-
 def _in_window(when: datetime, start: str, end: str) -> bool:
     """Whether ``when`` (naive = UTC) falls in [start, end) UTC; a window with end <= start wraps midnight."""
     utc = when.astimezone(timezone.utc) if when.tzinfo else when

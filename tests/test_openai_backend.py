@@ -21,7 +21,7 @@ import pytest
 
 from distill.records import Problem
 from teachers.backends.openai_http import OpenAISampler, estimate_tokens, parse_retry_after
-from teachers.pricing import DEEPSEEK_PRICES, PriceTable, completion_cost, cost
+from teachers.pricing import DEEPSEEK_PRICES, PriceTable, cost
 from teachers.sampler import Completion, SamplingParams, make_sampler
 from teachers.service import to_trace
 from tests.fault_server import ANSWER, PROMPT_TOKENS, REASONING, REASONING_TOKENS, FaultServer
@@ -379,7 +379,7 @@ def test_deepseek_reasoner_price_and_off_peak_discount():
     assert cost(1_000_000, 0, table, datetime(2025, 3, 1, 0, 30)) == pytest.approx(0.55)
     flat = PriceTable(input_cache_hit_per_m=0.0, input_cache_miss_per_m=1.0, output_per_m=2.0)
     done = Completion(text="x", finish_reason="stop", prompt_tokens=500_000, completion_tokens=250_000)
-    assert completion_cost(done, flat, night) == pytest.approx(1.0)
+    assert cost(done.prompt_tokens, done.completion_tokens, flat, night) == pytest.approx(1.0)
 
 
 def test_sampler_totals_cost_with_built_in_and_configured_prices(server):
