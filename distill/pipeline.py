@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -332,13 +333,12 @@ def sample_chunks(ctx: Context, select: Callable[[int], bool] | None = None) -> 
     cfg = ctx.config
     t = cfg.teacher
     shards = ShardStore(ctx.out("sample") / "shards")
+    train, _ = run_problems(ctx)
     if t.kind == "dataset":
         from teachers.backends.trace_dataset import commit_dataset_chunks
 
-        train, _ = run_problems(ctx)
         info = commit_dataset_chunks(ctx.cache["dataset_traces"], train, shards, t.shard_size, select)
         return {**info, "teacher": f"dataset:{t.dataset.path}"}
-    train, _ = run_problems(ctx)
     path = _teacher_for_sampling(ctx)
     params = SamplingParams(n=t.samples_per_problem, temperature=t.temperature, top_p=t.top_p,
                             max_tokens=t.max_tokens, seed=t.seed)
@@ -520,7 +520,7 @@ def stage_filter(ctx: Context) -> StageOutcome:
     cfg = ctx.config
     traces = read_records(ShardStore(ctx.store.stage_dir("sample") / "shards").paths(), Trace)
     train, heldout = run_problems(ctx)
-    held_name = "heldout" if cfg.problems.source == "arithmetic" else cfg.problems.heldout_path.stem
+    held_name = heldout_name(cfg.problems)
     screening = screen_run(train, {held_name: heldout}, cfg.filter)  # contaminated / duplicate problems
     llm_judge = _llm_judge(ctx) if cfg.filter.judge.enabled else None
     try:
@@ -704,6 +704,12 @@ def _gguf_4bit_path(ctx: Context) -> str:
     return str(info["path"])
 
 
+def heldout_name(problems: Any) -> str:
+    """The name the run's held-out set goes by (decontamination matches, eval benchmark): ``heldout`` for
+    generated arithmetic, else the held-out file's stem."""
+    return "heldout" if problems.source == "arithmetic" else problems.heldout_path.stem
+
+
 def eval_models(ctx: Context) -> dict[str, str]:
     """Label -> model folder (or GGUF file) for every model the eval config names that exists in this run."""
     available = {
@@ -745,7 +751,7 @@ def eval_benchmarks(ctx: Context) -> list[tuple[Any, Any]]:
         if b.name == "heldout" and b.file is None:
             _, heldout = run_problems(ctx)
             p = ctx.config.problems
-            name = "heldout" if p.source == "arithmetic" else p.heldout_path.stem
+            name = heldout_name(p)
             loaded = LoadedBenchmark(name, "run", "math", name, heldout[: b.limit] if b.limit else heldout,
                                      {"source": "the run's held-out problems", "problems_config": p.source})
         else:
@@ -827,7 +833,8 @@ def stage_eval(ctx: Context) -> StageOutcome:
     primary = benches[0][1].name
     grid: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
-    for label, path in eval_models(ctx).items():
+    models = eval_models(ctx)
+    for label, path in models.items():
         grid[label] = {}
         todo = []
         for bench_cfg, loaded in benches:
@@ -866,7 +873,7 @@ def stage_eval(ctx: Context) -> StageOutcome:
         write_json_atomic(out / f"{label}.json", summary)
         src = out / "by_benchmark" / primary / f"samples-{label}.jsonl"
         if src.is_file():
-            (out / f"samples-{label}.jsonl").write_bytes(src.read_bytes())
+            shutil.copyfile(src, out / f"samples-{label}.jsonl")
     write_json_atomic(out / "results.json", results)
     write_json_atomic(out / "benchmarks.json", grid)
     delta = deltas(grid)
@@ -878,15 +885,17 @@ def stage_eval(ctx: Context) -> StageOutcome:
                               "benchmarks": [loaded.name for _, loaded in benches], "deltas": delta,
                               "skipped": skipped}
     if cfg.budget_sweep is not None:
-        counts["budget_sweep"] = _budget_sweep(ctx, benches, grid)
+        counts["budget_sweep"] = _budget_sweep(ctx, benches, grid, models)
     table = ", ".join(f"{k} {v['pass_at_1']:.2f}" for k, v in results.items())
     delta_text = "; ".join(f"{label} {d[primary]['delta']:+.2f} vs student" for label, d in delta.items()
                            if primary in d)
     return StageOutcome(counts, f"pass@1: {table}" + (f" ({delta_text})" if delta_text else ""))
 
 
-def _budget_sweep(ctx: Context, benches: list[tuple[Any, Any]], grid: dict[str, Any]) -> dict[str, Any]:
-    """Run the thinking-budget sweep on one model and benchmark; returns the derived reasoning_effort budgets."""
+def _budget_sweep(ctx: Context, benches: list[tuple[Any, Any]], grid: dict[str, Any],
+                  models: dict[str, str]) -> dict[str, Any]:
+    """Run the thinking-budget sweep on one model and benchmark; returns the derived reasoning_effort budgets.
+    ``models`` is stage_eval's label -> path, so the model folders are found once per stage."""
     import dataclasses
 
     from eval.budget import budget_sweep, write_sweep
@@ -897,7 +906,6 @@ def _budget_sweep(ctx: Context, benches: list[tuple[Any, Any]], grid: dict[str, 
     done = out / "budget_sweep.json"
     if ctx.resumable and done.is_file():
         return json.loads(done.read_text())["reasoning_effort"]
-    models = eval_models(ctx)
     if sweep_cfg.model not in models:
         raise UserError(f"eval.budget_sweep.model {sweep_cfg.model!r} is not evaluated in this run "
                         f"(eval.models: {', '.join(models)})")
