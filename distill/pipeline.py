@@ -627,20 +627,16 @@ def stage_train(ctx: Context) -> StageOutcome:
 
 
 def train_settings(cfg: Any) -> Any:
-    """The trainer's settings from the ``student`` config section."""
+    """The trainer's settings from the ``student`` config section: every TrainSettings field the section
+    has, by name, so a new training knob needs no copy line here."""
+    import dataclasses
+
     from students.trainer import TrainSettings
 
-    return TrainSettings(
-        method=cfg.method, epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
-        lr_scheduler=cfg.lr_scheduler, min_lr_rate=cfg.min_lr_rate, warmup_ratio=cfg.warmup_ratio,
-        max_grad_norm=cfg.max_grad_norm, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
-        grad_accum=cfg.grad_accum, max_length=cfg.max_length, packing=cfg.packing, padding_free=cfg.padding_free,
-        gradient_checkpointing=cfg.gradient_checkpointing, dtype=cfg.dtype, use_liger_kernel=cfg.use_liger_kernel,
-        attention=cfg.attention,
-        rope=cfg.rope.model_dump() if cfg.rope else None, save_steps=cfg.save_steps, seed=cfg.seed,
-        lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        lora_target_modules=list(cfg.lora_target_modules), chat_template=cfg.chat_template,
-    )
+    section = cfg.model_dump()
+    values = {f.name: section[f.name] for f in dataclasses.fields(TrainSettings) if f.name in section}
+    values["lora_target_modules"] = list(values["lora_target_modules"])
+    return TrainSettings(**values)
 
 
 def _preflight(ctx: Context, tokenizer: Any, examples: list[dict], settings: Any) -> None:
