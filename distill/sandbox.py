@@ -368,7 +368,7 @@ class Sandbox:
             "--ro-bind", box, "/box", "--remount-ro", "/", "--json-status-fd", str(status_fd),
             "--", "prlimit", f"--cpu={cpu}:{cpu + 1}", f"--as={c.memory_mb * 1024 * 1024}",
             f"--nproc={c.nproc}", f"--fsize={c.max_file_mb * 1024 * 1024}", f"--nofile={c.nofile}",
-            f"--core=0", "--", self.python, "-I", "/box/main.py", *argv,
+            "--core=0", "--", self.python, "-I", "/box/main.py", *argv,
         ]
 
     # ---- running

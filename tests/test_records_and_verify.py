@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import pytest
 
 from distill.records import Trace, read_jsonl, read_records, write_jsonl_atomic
