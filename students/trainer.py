@@ -128,7 +128,7 @@ def train_sft(
     try:
         trainer = build_trainer(model_or_path, tokenizer, examples, checkpoint_dir, settings,
                                 callbacks=[_Relay(), guard.callback(), step.callback()])
-        log.info("training on %d process(es), %s precision, %d examples",
+        log.info("training with world_size %d (processes), %s precision, %d examples",
                  trainer.args.world_size, _precision_label(trainer.args), len(examples))
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     except BaseException as exc:  # noqa: BLE001 -- only memory errors are translated, the rest re-raised
