@@ -30,9 +30,9 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 WORKER = r"""
 import json, sys, time
 from distill.problems import generate_arithmetic
-from eval.protocol import evaluate
-from teachers.sampler import SamplingParams, make_sampler
-from teachers.prompts import build_prompt
+from distill.eval.protocol import evaluate
+from distill.teachers.sampler import SamplingParams, make_sampler
+from distill.teachers.prompts import build_prompt
 
 backend, model, problems, samples, max_tokens, batch = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
 options = {"dtype": "float32", "batch_size": batch}
@@ -59,9 +59,9 @@ print("RESULT " + json.dumps({"engine": backend, "wall_s": wall, "startup_s": st
 def build_tiny_model(directory: Path) -> Path:
     """A random Qwen2 of head size 32 with the toy tokenizer (what vLLM's CPU backend accepts)."""
     from distill.problems import generate_arithmetic
-    from students.models import TinyModelSpec, save_tiny_model
-    from students.toy import worked_text
-    from students.toy_tokenizer import build_toy_tokenizer
+    from distill.students.models import TinyModelSpec, save_tiny_model
+    from distill.students.toy import worked_text
+    from distill.students.toy_tokenizer import build_toy_tokenizer
 
     tokenizer = build_toy_tokenizer([worked_text(p) for p in generate_arithmetic(400, 3, 1, 3, "t")])
     spec = TinyModelSpec(architecture="qwen2", hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
@@ -97,7 +97,7 @@ def main() -> None:
         engines = [e.strip() for e in args.engines.split(",") if e.strip()]
         paths = {e: str(model) for e in engines}
         if "llamacpp" in engines:
-            from students.export import export_gguf
+            from distill.students.export import export_gguf
 
             paths["llamacpp"] = export_gguf(model, Path(tmp) / "model-f32.gguf", "f32")["path"]
         print(f"model {model if args.model else 'tiny random Qwen2 (hidden 128, head size 32)'}; "

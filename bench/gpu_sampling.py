@@ -10,7 +10,7 @@ nothing is read from the Hub or from data files.
 Measured in one run, alternating, on one engine instance:
 
 * **raw engine**: ``LLM.chat`` on all prompts at once;
-* **our service**: :func:`teachers.service.run_sharded` through ``VLLMSampler``
+* **our service**: :func:`distill.teachers.service.run_sharded` through ``VLLMSampler``
   (prompt building, reasoning split, token counts, Trace records, atomic commits);
 * **batch 1**: one prompt, one sample, to compare with the classic bound.
 
@@ -102,7 +102,7 @@ def raw_engine(llm, problems, params) -> tuple[float, int]:
     from vllm import SamplingParams as VSamplingParams
 
     from distill.problems import build_prompt
-    from teachers.service import shard_seed
+    from distill.teachers.service import shard_seed
 
     sp = VSamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
                          max_tokens=params.max_tokens, seed=shard_seed(params.seed, 0))
@@ -114,7 +114,7 @@ def raw_engine(llm, problems, params) -> tuple[float, int]:
 
 def through_service(sampler, problems, params) -> tuple[float, int]:
     from distill.shards import ShardStore
-    from teachers.service import run_sharded
+    from distill.teachers.service import run_sharded
 
     with tempfile.TemporaryDirectory() as tmp:
         store = ShardStore(Path(tmp))
@@ -148,9 +148,9 @@ def main() -> None:
     if args.tiny:
         args.prompts, args.prompt_words, args.max_tokens, args.repeats = 16, 16, 16, 1
 
-    from students.plan import shape_from_config
-    from teachers.backends.vllm_engine import VLLMSampler
-    from teachers.sampler import SamplingParams
+    from distill.students.plan import shape_from_config
+    from distill.teachers.backends.vllm_engine import VLLMSampler
+    from distill.teachers.sampler import SamplingParams
 
     timings: dict[str, list[tuple[float, int]]] = {"raw": [], "service": []}
     started = time.perf_counter()

@@ -65,10 +65,10 @@ def main() -> None:
 
     import torch
 
-    from students.plan import shape_from_config, train_flops_per_token
-    from students.precision import choose_attention
-    from students.throughput import measure, r1_like_lengths, token_rows
-    from students.toy_tokenizer import build_toy_tokenizer
+    from distill.students.plan import shape_from_config, train_flops_per_token
+    from distill.students.precision import choose_attention
+    from distill.students.throughput import measure, r1_like_lengths, token_rows
+    from distill.students.toy_tokenizer import build_toy_tokenizer
 
     cuda = torch.cuda.is_available()
     if not cuda and not args.tiny:

@@ -3,8 +3,8 @@
 Same prompts, same model, same engine instance, same per-chunk seeds:
 
 * **raw engine**: ``vllm.LLM.chat`` per chunk, nothing else;
-* **our service**: :func:`teachers.service.run_sharded` through
-  :class:`teachers.backends.vllm_engine.VLLMSampler` (prompt building, reasoning
+* **our service**: :func:`distill.teachers.service.run_sharded` through
+  :class:`distill.teachers.backends.vllm_engine.VLLMSampler` (prompt building, reasoning
   split, per-part token counts, Trace records, atomic chunk commits);
 * **naive loop**: one prompt at a time through the same engine;
 * **HTTP client**: :mod:`bench.sampling_http` at 512 requests in flight against
@@ -35,8 +35,8 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 def tiny_model(folder: Path) -> str:
     """A random 2-layer Qwen2 with the toy tokenizer: enough to exercise the engine, seconds to build."""
-    from students.models import TinyModelSpec, save_tiny_model
-    from students.toy_tokenizer import build_toy_tokenizer
+    from distill.students.models import TinyModelSpec, save_tiny_model
+    from distill.students.toy_tokenizer import build_toy_tokenizer
 
     corpus = [f"<think>{a} + {b} = {a + b}</think> The answer is \\boxed{{{a + b}}}." for a in range(40)
               for b in range(40)]
@@ -49,7 +49,7 @@ def raw_engine(llm, chunks, params) -> tuple[float, int]:
     from vllm import SamplingParams as VSamplingParams
 
     from distill.problems import build_prompt
-    from teachers.service import shard_seed
+    from distill.teachers.service import shard_seed
 
     started, tokens = time.perf_counter(), 0
     for index, chunk in enumerate(chunks):
@@ -62,7 +62,7 @@ def raw_engine(llm, chunks, params) -> tuple[float, int]:
 
 def service(sampler, problems, params, shard_size: int) -> tuple[float, int]:
     from distill.shards import ShardStore
-    from teachers.service import run_sharded
+    from distill.teachers.service import run_sharded
 
     with tempfile.TemporaryDirectory() as tmp:
         store = ShardStore(Path(tmp))
@@ -104,8 +104,8 @@ def main() -> None:
         args.repeats, args.http_requests = 1, 600
 
     from distill.problems import generate_arithmetic
-    from teachers.backends.vllm_engine import VLLMSampler
-    from teachers.sampler import SamplingParams
+    from distill.teachers.backends.vllm_engine import VLLMSampler
+    from distill.teachers.sampler import SamplingParams
 
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or tiny_model(Path(tmp) / "tiny")

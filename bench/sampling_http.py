@@ -2,7 +2,7 @@
 
 A hosted teacher is slow per request, so a sampling job keeps hundreds of
 requests in flight; the client must not become the bottleneck on the machine
-that drives it.  This runs :class:`teachers.backends.openai_http.OpenAISampler`
+that drives it.  This runs :class:`distill.teachers.backends.openai_http.OpenAISampler`
 against a minimal asyncio OpenAI-compatible server in a *separate process* (so
 the client's CPU time is its own) that answers every request after a fixed delay.
 
@@ -82,8 +82,8 @@ def _run(sampler, prompts, params) -> tuple[float, float, int]:
 
 def measure(requests: int = 5000, concurrency: int = 512, delay_ms: float = 20.0) -> dict:
     """Client figures at ``concurrency`` requests in flight against a local endpoint in another process."""
-    from teachers.backends.openai_http import OpenAISampler
-    from teachers.sampler import SamplingParams
+    from distill.teachers.backends.openai_http import OpenAISampler
+    from distill.teachers.sampler import SamplingParams
 
     ports: multiprocessing.Queue = multiprocessing.Queue()
     server = multiprocessing.Process(target=_server_main, args=(ports, delay_ms / 1000), daemon=True)

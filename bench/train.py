@@ -44,9 +44,9 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.WARNING)
 
-    from students.models import TinyModelSpec, build_tiny_model
-    from students.throughput import measure, r1_like_lengths, token_rows
-    from students.toy_tokenizer import build_toy_tokenizer
+    from distill.students.models import TinyModelSpec, build_tiny_model
+    from distill.students.throughput import measure, r1_like_lengths, token_rows
+    from distill.students.toy_tokenizer import build_toy_tokenizer
 
     tokenizer = build_toy_tokenizer(["What is 12 + 34? <think>\n2+4=6\n</think>\n\n\\boxed{46}"] * 20)
     lengths = r1_like_lengths(args.sequences, args.max_length, seed=0)

@@ -35,7 +35,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from distill.verify import VerifierPool, _precheck, verify_batch
+from distill.filter.verify import VerifierPool, _precheck, verify_batch
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "eval"
 SETS = ("math500", "gsm8k_test", "aime2024", "aime2025", "amc23")
@@ -202,7 +202,7 @@ def spawn_ms(runs: int, sandboxed: bool) -> float:
     """Median milliseconds per execution of a tiny stdin/stdout program, in bwrap or as a plain subprocess."""
     import subprocess
 
-    from distill.sandbox import Sandbox
+    from distill.filter.sandbox import Sandbox
 
     box = Sandbox()
     times = []
@@ -221,8 +221,8 @@ def spawn_ms(runs: int, sandboxed: bool) -> float:
 
 def sandbox_bench(runs: int, workers: list[int]) -> None:
     from distill.config import SandboxConfig
-    from distill.sandbox import Sandbox
-    from distill.verify import verify_code_batch
+    from distill.filter.sandbox import Sandbox
+    from distill.filter.verify import verify_code_batch
 
     probe = Sandbox().run("print(1)")
     if probe.outcome != "ok":

@@ -16,7 +16,7 @@ _LAZY = {
     "open_run": "distill.api",
     "run": "distill.api",
     "run_stage": "distill.api",
-    "write_report": "distill.report",
+    "write_report": "distill.publish.report",
 }
 
 

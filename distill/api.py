@@ -28,7 +28,7 @@ from distill.errors import UserError
 if TYPE_CHECKING:
     from distill.config import RunConfig
     from distill.progress import Reporter
-    from distill.report import ReportFiles
+    from distill.publish.report import ReportFiles
 
 log = logging.getLogger(__name__)
 
@@ -361,7 +361,7 @@ class Run:
 
     def report(self, out_dir: PathLike | None = None) -> "ReportFiles":
         """Write ``report.html`` and ``report.md`` (default into ``<run>/report/``); returns their paths."""
-        from distill.report import write_report
+        from distill.publish.report import write_report
 
         return write_report(self.path, out_dir)
 

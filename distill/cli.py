@@ -124,7 +124,7 @@ def _check_template(args: argparse.Namespace, console) -> int:
 
     config = load_config(args.config, args.overrides)
     _quiet_libraries()
-    from students.preflight import check_config
+    from distill.students.preflight import check_config
 
     report = check_config(config, args.tokenizer)
     console.print(report.render(), highlight=False, markup=False, soft_wrap=True)
@@ -135,7 +135,7 @@ def _check_template(args: argparse.Namespace, console) -> int:
 
 def _plan(args: argparse.Namespace, console) -> int:
     from distill.config import load_config
-    from students.plan import plan_run
+    from distill.students.plan import plan_run
 
     result = plan_run(load_config(args.config, args.overrides))
     if args.json:
@@ -178,7 +178,7 @@ def _show(args: argparse.Namespace, console) -> int:
 
 
 def _report(args: argparse.Namespace, console) -> int:
-    from distill.report import write_report
+    from distill.publish.report import write_report
 
     files = write_report(Path(args.run_dir), Path(args.out) if args.out else None)
     console.print(f"wrote {files.html} and {files.markdown} ({len(files.images)} charts)", highlight=False,
@@ -215,7 +215,7 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def _serve(config, dry_run: bool, console) -> int:
-    from teachers.serve import run_server, server_command, server_env, shown_command
+    from distill.teachers.serve import run_server, server_command, server_env, shown_command
 
     teacher = config.teacher
     if teacher.kind != "model":

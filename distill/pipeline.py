@@ -98,7 +98,7 @@ def stage_config(config: RunConfig, stage: str) -> dict[str, Any]:
 
 def _resolved_effort_caps(spec: Any) -> dict[str, int]:
     """The caps per level: a budget-sweep file counts by its contents, not its path."""
-    from teachers.backends.openai_http import effort_caps
+    from distill.teachers.backends.openai_http import effort_caps
 
     try:
         return effort_caps(spec)
@@ -241,7 +241,7 @@ def run_problems(ctx: Context) -> tuple[list[Problem], list[Problem]]:
     if "problems" not in ctx.cache:
         train, heldout = problem_sets(ctx.config)
         if ctx.config.teacher.kind == "dataset":  # published traces bring their own training problems
-            from teachers.backends.trace_dataset import load_trace_dataset
+            from distill.teachers.backends.trace_dataset import load_trace_dataset
 
             train, ctx.cache["dataset_traces"] = load_trace_dataset(ctx.config.teacher.dataset.model_dump())
         ctx.cache["problems"] = (train, heldout)
@@ -279,7 +279,7 @@ def teacher_path(ctx: Context, on_log: Callable | None = None) -> str:
     if cfg.teacher.model != "toy":
         path = cfg.teacher.model
     else:
-        from students.toy import ensure_toy_teacher
+        from distill.students.toy import ensure_toy_teacher
 
         _, heldout = run_problems(ctx)
         path = str(ensure_toy_teacher(cfg.teacher.toy.model_dump(mode="json"), cfg.problems.min_digits,
@@ -290,7 +290,7 @@ def teacher_path(ctx: Context, on_log: Callable | None = None) -> str:
 
 def _sampler(backend: str, model: str, batch_size: int, dtype: str, vllm_options: dict | None = None,
              openai_options: dict | None = None):
-    from teachers.sampler import make_sampler
+    from distill.teachers.sampler import make_sampler
 
     options: dict[str, Any] = {"batch_size": batch_size, "dtype": dtype}
     if backend == "vllm":
@@ -327,15 +327,15 @@ def sample_chunks(ctx: Context, select: Callable[[int], bool] | None = None) -> 
     ``select`` lets a Slurm array task own the chunks ``i % n == k`` (``distill teacher sample --shard k/n``);
     every process commits through the same ShardStore, so the union is exactly the whole job.
     """
-    from teachers.sampler import SamplingParams
-    from teachers.service import pending_chunks, run_sharded
+    from distill.teachers.sampler import SamplingParams
+    from distill.teachers.service import pending_chunks, run_sharded
 
     cfg = ctx.config
     t = cfg.teacher
     shards = ShardStore(ctx.out("sample") / "shards")
     train, _ = run_problems(ctx)
     if t.kind == "dataset":
-        from teachers.backends.trace_dataset import commit_dataset_chunks
+        from distill.teachers.backends.trace_dataset import commit_dataset_chunks
 
         info = commit_dataset_chunks(ctx.cache["dataset_traces"], train, shards, t.shard_size, select)
         return {**info, "teacher": f"dataset:{t.dataset.path}"}
@@ -427,8 +427,8 @@ def _teacher_for_sampling(ctx: Context) -> str:
 def _sample_on_ray(ctx: Context, path: str, chunks: list, todo: list[int], params: Any, shards: ShardStore,
                    retry: int | None, on_chunk: Callable[[int, dict], None]) -> dict[str, Any]:
     """Chunks as tasks on Ray workers that each build the configured sampler; only this process commits."""
-    from teachers.ray_pool import RayPool
-    from teachers.service import shard_stats
+    from distill.teachers.ray_pool import RayPool
+    from distill.teachers.service import shard_stats
 
     so = ctx.config.teacher.scale_out
     specs = ray_worker_specs(ctx.config.teacher, path)
@@ -456,8 +456,8 @@ def ray_worker_specs(t: Any, path: str) -> list[Any]:
     workers share it (each at least 1), by the endpoints they own when those are split, evenly when
     every worker drives every endpoint; otherwise N workers would send N times the limit (429 storms).
     """
-    from teachers.backends.openai_http import even_shares
-    from teachers.ray_pool import WorkerSpec
+    from distill.teachers.backends.openai_http import even_shares
+    from distill.teachers.ray_pool import WorkerSpec
 
     options: dict[str, Any] = {"batch_size": t.batch_size, "dtype": t.dtype}
     if t.backend == "vllm":
@@ -482,7 +482,7 @@ def _price_table(config: RunConfig) -> Any:
     t = config.teacher
     if t.kind != "model" or t.backend != "openai":
         return None
-    from teachers.pricing import table_from_options
+    from distill.teachers.pricing import table_from_options
 
     prices = t.openai.prices.model_dump() if t.openai.prices else None
     return table_from_options(prices, t.openai.served_model or t.model)
@@ -505,16 +505,16 @@ def sampling_totals(rows: list[dict[str, Any]], price: Any = None) -> dict[str, 
         "cost_usd": None,
     }
     if price is not None:
-        from teachers.pricing import cost
+        from distill.teachers.pricing import cost
 
         totals["cost_usd"] = round(cost(totals["prompt_tokens"], totals["completion_tokens"], price), 8)
     return totals
 
 
 def stage_filter(ctx: Context) -> StageOutcome:
-    from distill.dedup import screen_run
-    from distill.filter import filter_traces
-    from distill.filter_report import funnel_summary, write_filter_plots
+    from distill.filter.dedup import screen_run
+    from distill.filter.traces import filter_traces
+    from distill.filter.funnel import funnel_summary, write_filter_plots
     from distill.records import to_dict
 
     cfg = ctx.config
@@ -552,8 +552,8 @@ def stage_filter(ctx: Context) -> StageOutcome:
 
 def _llm_judge(ctx: Context):
     """The filter's LLM judge: a Sampler for filter.judge.model ('teacher': the run's teacher, same backend)."""
-    from distill.judge import LLMJudge
-    from teachers.sampler import SamplingParams
+    from distill.filter.judge import LLMJudge
+    from distill.teachers.sampler import SamplingParams
 
     cfg, j = ctx.config, ctx.config.filter.judge
     if j.model == "teacher":
@@ -575,7 +575,7 @@ def student_base(ctx: Context) -> str:
         return str(base)
     from transformers import AutoTokenizer
 
-    from students.models import TinyModelSpec, build_tiny_model
+    from distill.students.models import TinyModelSpec, build_tiny_model
 
     tokenizer = AutoTokenizer.from_pretrained(teacher_path(ctx))
     model = build_tiny_model(TinyModelSpec(**cfg.student.toy.model_dump()), tokenizer, seed=cfg.student.seed)
@@ -589,7 +589,7 @@ def student_base(ctx: Context) -> str:
 def stage_train(ctx: Context) -> StageOutcome:
     from transformers import AutoTokenizer
 
-    from students.trainer import to_training_example, train_sft
+    from distill.students.trainer import to_training_example, train_sft
 
     cfg = ctx.config.student
     kept = read_records([ctx.store.stage_dir("filter") / "kept.jsonl"], Trace)
@@ -607,9 +607,9 @@ def stage_train(ctx: Context) -> StageOutcome:
         task.advance(step - last[0], total=total, loss=logs.get("loss"))
         last[0] = step
 
-    from students.plan import oom_remedies
-    from students.precision import PrecisionError
-    from students.trainer import TrainingOutOfMemoryError
+    from distill.students.plan import oom_remedies
+    from distill.students.precision import PrecisionError
+    from distill.students.trainer import TrainingOutOfMemoryError
 
     try:
         result = train_sft(base, tokenizer, examples, ctx.out("train"), settings, on_log=on_log,
@@ -631,7 +631,7 @@ def train_settings(cfg: Any) -> Any:
     has, by name, so a new training knob needs no copy line here."""
     import dataclasses
 
-    from students.trainer import TrainSettings
+    from distill.students.trainer import TrainSettings
 
     section = cfg.model_dump()
     values = {f.name: section[f.name] for f in dataclasses.fields(TrainSettings) if f.name in section}
@@ -642,7 +642,7 @@ def train_settings(cfg: Any) -> Any:
 def _preflight(ctx: Context, tokenizer: Any, examples: list[dict], settings: Any) -> None:
     """Render the shortest kept trace as the trainer will; refuse to train on a template that loses the
     reasoning, the EOS or the prompt/inference match (students/preflight.py says why each matters)."""
-    from students.preflight import PreflightError, check_or_raise
+    from distill.students.preflight import PreflightError, check_or_raise
 
     try:
         check_or_raise(tokenizer, examples, settings, report_path=ctx.out("train") / "preflight.txt")
@@ -651,7 +651,7 @@ def _preflight(ctx: Context, tokenizer: Any, examples: list[dict], settings: Any
 
 
 def stage_export(ctx: Context) -> StageOutcome:
-    from students.export import (GGUF_LOGIT_TOLERANCE, export_gguf, export_gguf_4bit, export_int8, export_nf4,
+    from distill.students.export import (GGUF_LOGIT_TOLERANCE, export_gguf, export_gguf_4bit, export_int8, export_nf4,
                                  llama_cpp_available)
 
     cfg = ctx.config.export
@@ -729,7 +729,7 @@ def eval_models(ctx: Context) -> dict[str, str]:
 
 def check_benchmarks(config: RunConfig) -> None:
     """Raise UserError for an eval benchmark that is neither ``heldout``, registered, nor given a file."""
-    from eval.benchmarks import REGISTRY
+    from distill.eval.benchmarks import REGISTRY
 
     for b in config.eval.benchmarks:
         if b.name != "heldout" and b.file is None and b.name not in REGISTRY:
@@ -739,7 +739,7 @@ def check_benchmarks(config: RunConfig) -> None:
 
 def eval_benchmarks(ctx: Context) -> list[tuple[Any, Any]]:
     """(config, loaded problems) per configured benchmark; ``heldout`` is the run's own held-out set."""
-    from eval.benchmarks import LoadedBenchmark, load_benchmark
+    from distill.eval.benchmarks import LoadedBenchmark, load_benchmark
 
     cfg = ctx.config.eval
     out = []
@@ -763,8 +763,8 @@ def eval_benchmarks(ctx: Context) -> list[tuple[Any, Any]]:
 
 
 def _bench_params(cfg: Any, bench_cfg: Any, loaded: Any) -> Any:
-    from eval.benchmarks import REGISTRY
-    from teachers.sampler import SamplingParams
+    from distill.eval.benchmarks import REGISTRY
+    from distill.teachers.sampler import SamplingParams
 
     k = bench_cfg.k
     if k == "deepseek":
@@ -800,7 +800,7 @@ def _eval_sampler(ctx: Context, label: str, path: str, benches: list[tuple[Any, 
     # served_model names the teacher; other models are asked for by their path
     openai = {**ctx.config.teacher.openai.model_dump(), **({} if label == "teacher" else {"served_model": None})}
     if backend == "llamacpp":
-        from teachers.sampler import make_sampler
+        from distill.teachers.sampler import make_sampler
 
         longest = max([b.max_tokens or cfg.max_tokens for b in cfg.benchmarks] + [cfg.max_tokens])
         if cfg.budget_sweep is not None:  # a continuation: up to the budget, the forced </think>, the answer
@@ -820,8 +820,8 @@ def stage_eval(ctx: Context) -> StageOutcome:
     R1-Distill layout with DeepSeek's published numbers), ``deltas.json`` and,
     with ``eval.budget_sweep``, the sweep's JSON/PNG and ``reasoning_effort.json``.
     """
-    from eval.protocol import evaluate, protocol_record
-    from eval.table import deltas, r1_distill_table
+    from distill.eval.protocol import evaluate, protocol_record
+    from distill.eval.table import deltas, r1_distill_table
 
     cfg = ctx.config.eval
     out = ctx.out("eval")
@@ -894,7 +894,7 @@ def _budget_sweep(ctx: Context, benches: list[tuple[Any, Any]], grid: dict[str, 
     ``models`` is stage_eval's label -> path, so the model folders are found once per stage."""
     import dataclasses
 
-    from eval.budget import budget_sweep, write_sweep
+    from distill.eval.budget import budget_sweep, write_sweep
 
     cfg = ctx.config.eval
     sweep_cfg = cfg.budget_sweep
@@ -917,7 +917,7 @@ def _budget_sweep(ctx: Context, benches: list[tuple[Any, Any]], grid: dict[str, 
     finally:
         task.close()
         sampler.close()
-    from eval.protocol import protocol_record
+    from distill.eval.protocol import protocol_record
 
     sweep["protocol"] = protocol_record(params, backend=backend, dtype=dtype, benchmark=loaded.describe())
     write_sweep(sweep, out)
@@ -925,7 +925,7 @@ def _budget_sweep(ctx: Context, benches: list[tuple[Any, Any]], grid: dict[str, 
 
 
 def stage_push(ctx: Context) -> StageOutcome:
-    from distill import hub
+    from distill.publish import hub
 
     cfg = ctx.config
     results = json.loads((ctx.store.stage_dir("eval") / "results.json").read_text())

@@ -55,7 +55,7 @@ class SamplingMeter:
         self._clock = clock or time.monotonic
         self.started = self._clock()
         self.total, self.done = total, done
-        self.price = price  # a teachers.pricing.PriceTable, or None when the teacher costs nothing we know of
+        self.price = price  # a distill.teachers.pricing.PriceTable, or None when the teacher costs nothing we know of
         self.traces = self.completion_tokens = self.prompt_tokens = self.accepted = self.failed = 0
         self.truncated = 0
         self.spend = 0.0

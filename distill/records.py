@@ -28,7 +28,7 @@ class Problem:
     source: str = ""
     solution: str = ""  # a reference worked solution, when one exists
     # Code problems: the tests (APPS/TACO ``{inputs, outputs, fn_name?}``, LiveCodeBench cases, or
-    # ``{style, fn_name, cases}``; see distill.sandbox.parse_tests).  They also become ``answer`` as JSON,
+    # ``{style, fn_name, cases}``; see distill.filter.sandbox.parse_tests).  They also become ``answer`` as JSON,
     # because the reference travels as ``answer`` to traces and to the verifier.
     tests: Any = None
 

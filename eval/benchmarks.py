@@ -246,10 +246,10 @@ def code_answer(tests: list[dict[str, Any]], fn_name: str | None) -> str:
     """The reference for a code problem: its tests (and entry function) as one JSON string.
 
     The layout is LiveCodeBench's cases inside ``{"fn_name", "cases"}``, which the
-    shared verifier's ``code`` kind parses (:func:`distill.sandbox.parse_tests`).
+    shared verifier's ``code`` kind parses (:func:`distill.filter.sandbox.parse_tests`).
     """
     norm = [{"input": t["input"], "output": t["output"], "testtype": t.get("testtype", "stdin")} for t in tests]
-    return json.dumps({"fn_name": fn_name, "cases": norm}, ensure_ascii=False)  # distill.sandbox.parse_tests reads it
+    return json.dumps({"fn_name": fn_name, "cases": norm}, ensure_ascii=False)  # distill.filter.sandbox.parse_tests reads it
 
 
 def code_prompt(question: str, starter_code: str) -> str:

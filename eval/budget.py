@@ -15,7 +15,7 @@ How, through the shared Sampler only:
    optional answer prefix) appended and is continued for at most
    ``answer_tokens`` more: the prompt's last message is the assistant's text so
    far, which every backend continues instead of opening a new turn
-   (:func:`teachers.sampler.continues_final_message`): the generation prompt,
+   (:func:`distill.teachers.sampler.continues_final_message`): the generation prompt,
    then the text verbatim, so templates that rewrite assistant content (the
    stock R1 one) or prefill ``<think>\\n`` (R1-Distill) continue exactly the
    context the model thought in.
@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from distill.records import Problem
-from eval.protocol import evaluate
-from teachers.reasoning import THINK_CLOSE, THINK_OPEN
-from teachers.sampler import Completion, Messages, Sampler, SamplingParams
+from distill.eval.protocol import evaluate
+from distill.teachers.reasoning import THINK_CLOSE, THINK_OPEN
+from distill.teachers.sampler import Completion, Messages, Sampler, SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class ForcedCompletion(Completion):
 
 @dataclass
 class BudgetForcedSampler:
-    """A :class:`~teachers.sampler.Sampler` whose samples never think for more than ``budget`` tokens."""
+    """A :class:`~distill.teachers.sampler.Sampler` whose samples never think for more than ``budget`` tokens."""
 
     inner: Sampler
     budget: int
@@ -206,7 +206,7 @@ def budget_sweep(sampler: Sampler, problems: Sequence[Problem], params: Sampling
 
 def write_sweep(sweep: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """``budget_sweep.json`` (read by distill report), its PNG curve and ``reasoning_effort.json``."""
-    from distill.report import budget_chart
+    from distill.publish.report import budget_chart
     from distill.store import write_bytes_atomic, write_json_atomic
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 from distill.records import Problem
-from distill.verify import verify_answer
-from eval.scoring import Score, score
-from teachers.sampler import Sampler, SamplingParams
-from teachers.service import sample_problems
+from distill.filter.verify import verify_answer
+from distill.eval.scoring import Score, score
+from distill.teachers.sampler import Sampler, SamplingParams
+from distill.teachers.service import sample_problems
 
 log = logging.getLogger(__name__)
 

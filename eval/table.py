@@ -1,16 +1,16 @@
 """The results table in the layout of DeepSeek's R1-Distill table (model x benchmark), and 4-bit deltas.
 
-The published numbers are the ones :mod:`distill.report` carries (DeepSeek-R1
+The published numbers are the ones :mod:`distill.publish.report` carries (DeepSeek-R1
 paper, Table 5); they are shown beside ours only in a column whose benchmark
-matches one of theirs (:func:`distill.report.canonical_benchmark`).
+matches one of theirs (:func:`distill.publish.report.canonical_benchmark`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from distill.report import PUBLISHED_R1_DISTILL, PUBLISHED_SOURCE, canonical_benchmark, published_model_for
-from eval.benchmarks import DEEPSEEK_LCB_WINDOW
+from distill.publish.report import PUBLISHED_R1_DISTILL, PUBLISHED_SOURCE, canonical_benchmark, published_model_for
+from distill.eval.benchmarks import DEEPSEEK_LCB_WINDOW
 
 Grid = dict[str, dict[str, dict[str, Any]]]  # model label -> benchmark -> summary
 

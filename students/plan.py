@@ -42,7 +42,7 @@ CUDA_OVERHEAD_GB = 2.5  # CUDA context, cuBLAS workspaces, NCCL buffers
 USABLE_FRACTION = 0.95  # allocator fragmentation: plan to fill at most 95% of a GPU
 LOGIT_BYTES = 10  # bf16 logits + fp32 upcast + fp32 log-softmax kept for backward
 HF_RMSNORM_BYTES = 6  # transformers' RMSNorm keeps an fp32 copy of its input and the bf16 normalised tensor
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")  # students.trainer.TrainSettings default
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")  # distill.students.trainer.TrainSettings default
 PARALLELISMS = ("ddp", "zero3", "zero3_offload", "fsdp")
 
 

@@ -3,7 +3,7 @@
 A wrong template fails silently: the loss still falls, and only the finished student
 shows the damage (it never reasons, never stops, or sees a different prompt at
 inference than in training). So before training we build the real
-``SFTTrainer`` (``students.trainer.build_trainer``) on a one-example dataset with a
+``SFTTrainer`` (``distill.students.trainer.build_trainer``) on a one-example dataset with a
 tiny throwaway model -- the same tokenization, template swap, EOS and pad handling,
 truncation and label masking as the run, so the check can never drift from it --
 and read back its ``labels`` column (-100 where the loss is masked).
@@ -101,7 +101,7 @@ class PreflightError(UserError):
 
 def sample_example() -> dict[str, Any]:
     """A short arithmetic example in the trainer's format, for configs with no traces yet."""
-    from students.trainer import to_training_example
+    from distill.students.trainer import to_training_example
 
     return to_training_example(SAMPLE_PROMPT, SAMPLE_REASONING, SAMPLE_ANSWER)
 
@@ -125,7 +125,7 @@ def load_student_tokenizer(config: Any, path: str | None = None) -> Any:
     if path is None and config.student.model == "toy":
         base = config.run_dir / "train" / "base"
         if not (base / "tokenizer_config.json").is_file():
-            from students.toy_tokenizer import build_toy_tokenizer
+            from distill.students.toy_tokenizer import build_toy_tokenizer
 
             return build_toy_tokenizer([SAMPLE_PROMPT[0]["content"], SAMPLE_REASONING, SAMPLE_ANSWER] * 20)
         path = str(base)
@@ -143,7 +143,7 @@ def _run_example(config: Any) -> dict[str, Any]:
     if not kept.is_file():
         return sample_example()
     from distill.records import Trace, read_records
-    from students.trainer import to_training_example
+    from distill.students.trainer import to_training_example
 
     traces = read_records([kept], Trace)
     if not traces:
@@ -158,8 +158,8 @@ def run_preflight(tokenizer: Any, example: dict[str, Any] | None = None, setting
     ``settings`` are the run's ``TrainSettings`` (template choice, max_length,
     packing matter); the training-only knobs are reset so nothing heavy is built.
     """
-    from students.templates import select_template
-    from students.trainer import TrainSettings
+    from distill.students.templates import select_template
+    from distill.students.trainer import TrainSettings
 
     example = example or sample_example()
     settings = _preflight_settings(settings or TrainSettings())
@@ -235,8 +235,8 @@ def _trainer_row(tokenizer: Any, example: dict[str, Any], settings: Any) -> tupl
                                                                                  int | None]:
     """Row 0 of the trainer's prepared dataset (None if it dropped the example), the trainer's tokenizer
     and its collator's pad id."""
-    from students.models import TinyModelSpec, build_tiny_model
-    from students.trainer import build_trainer
+    from distill.students.models import TinyModelSpec, build_tiny_model
+    from distill.students.trainer import build_trainer
 
     spec = TinyModelSpec(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=32,
                          max_position_embeddings=max(2048, settings.max_length))

@@ -38,7 +38,7 @@ END_OF_TURN = {"chatml": "<|im_end|>", "llama3": "<|eot_id|>", "r1_distill": R1_
 # Plain ChatML without a default system prompt (used when a ChatML-vocabulary tokenizer has
 # no template, e.g. some base checkpoints). The {% generation %} markers make it usable with
 # TRL's assistant_only_loss too; the end-of-turn token sits inside them so it is trained.
-from students.toy_tokenizer import CHATML_TEMPLATE  # noqa: E402  (one ChatML template for both)
+from distill.students.toy_tokenizer import CHATML_TEMPLATE  # noqa: E402  (one ChatML template for both)
 
 # Llama 3.x turns without the tool and date boilerplate of the instruct template (used only
 # when a Llama-vocabulary tokenizer has no template, e.g. the Llama-3.1-8B base).

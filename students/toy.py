@@ -20,9 +20,9 @@ import re
 
 from distill.problems import MATH_INSTRUCTION, addition_solution, build_prompt, final_answer_text, generate_arithmetic
 from distill.records import Problem
-from students.models import TinyModelSpec, build_tiny_model
-from students.toy_tokenizer import build_toy_tokenizer
-from students.trainer import TrainSettings, to_training_example, train_sft
+from distill.students.models import TinyModelSpec, build_tiny_model
+from distill.students.toy_tokenizer import build_toy_tokenizer
+from distill.students.trainer import TrainSettings, to_training_example, train_sft
 
 log = logging.getLogger(__name__)
 TOY_TEACHER_VERSION = "1"

@@ -5,7 +5,7 @@ FSDP2 with the configs in configs/accelerate/), launch the train step through ac
 then let ``distill run`` finish the pipeline:
 
     distill run CONFIG --until filter
-    accelerate launch --config_file configs/accelerate/zero3.yaml -m students.train_entry --config CONFIG
+    accelerate launch --config_file configs/accelerate/zero3.yaml -m distill.students.train_entry --config CONFIG
     distill run CONFIG        # the train stage is done: export, eval, push
 
 Every process runs the pipeline's train stage; the trainer shards the batches, only the
@@ -13,7 +13,7 @@ main process writes the model and the run's manifest, and a relaunch after a cra
 from the newest complete checkpoint. The low-level form trains a given base on a
 JSONL file of conversational prompt/completion examples (what the tests use):
 
-    python -m students.train_entry --examples ex.jsonl --base MODEL_DIR --output OUT \\
+    python -m distill.students.train_entry --examples ex.jsonl --base MODEL_DIR --output OUT \\
         --settings '{"max_steps": 10, "batch_size": 4}'
 """
 
@@ -27,11 +27,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("students.train_entry")
+log = logging.getLogger("distill.students.train_entry")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m students.train_entry", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m distill.students.train_entry", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="a run config; trains its student on the filter's kept traces")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def settings_from_json(text: str) -> Any:
     """The TrainSettings of ``--settings``; bad JSON or an unknown field is a UserError (exit 2)."""
     from distill.errors import UserError
-    from students.trainer import TrainSettings
+    from distill.students.trainer import TrainSettings
 
     try:
         raw = json.loads(text)
@@ -123,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoTokenizer
 
     from distill.errors import UserError
-    from students.precision import PrecisionError
-    from students.preflight import check_or_raise
-    from students.trainer import TrainingOutOfMemoryError, train_sft
+    from distill.students.precision import PrecisionError
+    from distill.students.preflight import check_or_raise
+    from distill.students.trainer import TrainingOutOfMemoryError, train_sft
 
     try:
         if args.config:

@@ -41,10 +41,10 @@ class TrainSettings:
     packing: bool = False  # TRL's BFD packing: padding-free rows, attention kept inside each sequence
     padding_free: bool = False  # no packing, but each batch concatenated without pad tokens
     gradient_checkpointing: bool = False
-    dtype: str = "auto"  # auto | bf16 | fp16 | fp32 (see students.precision)
+    dtype: str = "auto"  # auto | bf16 | fp16 | fp32 (see distill.students.precision)
     use_liger_kernel: bool = False  # applied only when liger_kernel is installed and a CUDA GPU is used
-    attention: str = "auto"  # auto | flash_attention_2 | sdpa | eager (see students.precision.choose_attention)
-    rope: dict[str, Any] | None = None  # {theta, max_position_embeddings, scaling} (see students.rope)
+    attention: str = "auto"  # auto | flash_attention_2 | sdpa | eager (see distill.students.precision.choose_attention)
+    rope: dict[str, Any] | None = None  # {theta, max_position_embeddings, scaling} (see distill.students.rope)
     save_steps: int = 100
     save_total_limit: int = 2
     logging_steps: int = 10
@@ -54,7 +54,7 @@ class TrainSettings:
     lora_dropout: float = 0.0
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     max_nonfinite_steps: int = 3
-    chat_template: str = "auto"  # auto | tokenizer | chatml | llama3 | r1_distill (see students.templates)
+    chat_template: str = "auto"  # auto | tokenizer | chatml | llama3 | r1_distill (see distill.students.templates)
     data_order: str = "random"  # random (seeded) | sequential; the same seed gives the same order on resume
 
 
@@ -159,13 +159,13 @@ def build_trainer(model_or_path: Any, tokenizer: Any, examples: list[dict[str, A
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import SFTTrainer
 
-    from students.precision import resolve_precision
-    from students.templates import apply_training_template
+    from distill.students.precision import resolve_precision
+    from distill.students.templates import apply_training_template
 
     precision = resolve_precision(settings.dtype, settings.method)  # before loading: a bad dtype fails fast
     attention = None  # a given module keeps its own kernel
     if isinstance(model_or_path, (str, Path)):
-        from students.precision import choose_attention
+        from distill.students.precision import choose_attention
 
         attention = choose_attention(settings.attention, precision.name)  # likewise a kernel that cannot run
     # The template may change EOS to the end-of-turn token, so it goes before the pad check.
@@ -176,7 +176,7 @@ def build_trainer(model_or_path: Any, tokenizer: Any, examples: list[dict[str, A
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     if settings.rope:
-        from students.rope import apply_rope
+        from distill.students.rope import apply_rope
 
         apply_rope(model, **settings.rope)
     positions = getattr(model.config, "max_position_embeddings", None)
@@ -560,14 +560,14 @@ def _merge_into_full_precision(base_path: Any, adapter_dir: Path, tokenizer: Any
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from students.precision import resolve_precision
+    from distill.students.precision import resolve_precision
 
     precision = resolve_precision(settings.dtype, "lora")
     base = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=precision.torch_dtype("load"))
     if len(tokenizer) > base.get_input_embeddings().weight.shape[0]:
         base.resize_token_embeddings(len(tokenizer))
     if settings.rope:
-        from students.rope import apply_rope
+        from distill.students.rope import apply_rope
 
         apply_rope(base, **settings.rope)
     return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()

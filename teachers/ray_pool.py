@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 from distill.records import Problem, Trace
-from teachers.sampler import SamplingParams
+from distill.teachers.sampler import SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class WorkerSpec:
     backend: str
     model: str
     options: dict[str, Any] = field(default_factory=dict)
-    factory: str = "teachers.sampler:make_sampler"  # "module:callable(backend, model, **options)"
+    factory: str = "distill.teachers.sampler:make_sampler"  # "module:callable(backend, model, **options)"
 
     def build(self) -> Any:
         module, _, attr = self.factory.partition(":")
@@ -61,7 +61,7 @@ class SamplingWorker:
 
     def sample(self, index: int, problems: list[dict], params: dict, retry_max_tokens: int | None) -> list[dict]:
         from distill.records import to_dict
-        from teachers.service import sample_chunk
+        from distill.teachers.service import sample_chunk
 
         traces = sample_chunk(index, [Problem.from_dict(p) for p in problems], self.sampler,
                               SamplingParams(**params), retry_max_tokens)

@@ -2,7 +2,7 @@
 
 A sampler takes chat prompts and returns ``n`` raw completions per prompt.
 Splitting the reasoning from the answer happens afterwards, in
-:mod:`teachers.reasoning`, so every backend yields the same normalised trace.
+:mod:`distill.teachers.reasoning`, so every backend yields the same normalised trace.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Protocol, Sequence
 
-from teachers.reasoning import THINK_OPEN
+from distill.teachers.reasoning import THINK_OPEN
 
 Messages = list[dict[str, str]]
 
@@ -121,19 +121,19 @@ def render_prompt(tokenizer: Any, messages: Messages) -> str:
 def make_sampler(backend: str, model: str, **options: Any) -> Sampler:
     """Build a sampler; heavy engines are imported only when asked for."""
     if backend == "transformers":
-        from teachers.backends.hf import TransformersSampler
+        from distill.teachers.backends.hf import TransformersSampler
 
         return TransformersSampler(model, **options)
     if backend == "vllm":
-        from teachers.backends.vllm_engine import VLLMSampler
+        from distill.teachers.backends.vllm_engine import VLLMSampler
 
         return VLLMSampler(model, **options)
     if backend == "openai":
-        from teachers.backends.openai_http import OpenAISampler
+        from distill.teachers.backends.openai_http import OpenAISampler
 
         return OpenAISampler(model, **options)
     if backend == "llamacpp":
-        from teachers.backends.llamacpp import LlamaCppSampler
+        from distill.teachers.backends.llamacpp import LlamaCppSampler
 
         return LlamaCppSampler(model, **options)
     raise ValueError(f"unknown sampler backend {backend!r}")

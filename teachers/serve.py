@@ -38,7 +38,7 @@ import time
 from importlib import metadata
 from typing import Any, Callable, Sequence
 
-from teachers.backends.vllm_engine import _cpu_only, cpu_engine_overrides
+from distill.teachers.backends.vllm_engine import _cpu_only, cpu_engine_overrides
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The sampling service: problems in, normalised traces out, committed shard by shard.
 
 Used for teacher sampling and for evaluation generation alike; a sampler is any
-:class:`teachers.sampler.Sampler`.
+:class:`distill.teachers.sampler.Sampler`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Callable, Sequence
 
 from distill.records import Problem, Trace
 from distill.shards import ShardStore, plan_shards
-from teachers.prompts import build_prompt
-from teachers.reasoning import split_reasoning
-from teachers.sampler import Completion, Sampler, SamplingParams
+from distill.teachers.prompts import build_prompt
+from distill.teachers.reasoning import split_reasoning
+from distill.teachers.sampler import Completion, Sampler, SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def run_sharded(problems: Sequence[Problem], sampler: Sampler, params: SamplingP
 
 def shard_stats(traces: Sequence[Trace]) -> dict:
     """What a committed chunk adds to the live progress line."""
-    from distill.verify import last_boxed, quick_check
+    from distill.filter.verify import last_boxed, quick_check
 
     accepted = 0
     for t in traces:

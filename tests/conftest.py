@@ -71,8 +71,8 @@ def tiny_config(tmp_path, teacher_cache):
 def toy_sft_data(count: int, seed: int, min_digits: int, max_digits: int, id_prefix: str = "t"):
     """(tokenizer, examples): arithmetic problems as SFT conversations, with a toy tokenizer fitted to them."""
     from distill.problems import build_prompt, final_answer_text, generate_arithmetic
-    from students.toy_tokenizer import build_toy_tokenizer
-    from students.trainer import to_training_example
+    from distill.students.toy_tokenizer import build_toy_tokenizer
+    from distill.students.trainer import to_training_example
 
     problems = generate_arithmetic(count, seed, min_digits, max_digits, id_prefix)
     tokenizer = build_toy_tokenizer(
@@ -82,10 +82,10 @@ def toy_sft_data(count: int, seed: int, min_digits: int, max_digits: int, id_pre
 
 
 def write_sft_workdir(folder: Path, count: int) -> Path:
-    """What ``python -m students.train_entry`` trains from: a tiny random base in ``base/`` and ``examples.jsonl``."""
+    """What ``python -m distill.students.train_entry`` trains from: a tiny random base in ``base/`` and ``examples.jsonl``."""
     import json
 
-    from students.models import TinyModelSpec, save_tiny_model
+    from distill.students.models import TinyModelSpec, save_tiny_model
 
     tokenizer, examples = toy_sft_data(count, 3, 1, 2, "t")
     save_tiny_model(folder / "base", TinyModelSpec(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1,

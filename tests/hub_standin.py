@@ -3,7 +3,7 @@
 This is NOT the Hugging Face Hub and does not talk to it.  It is a small
 threaded HTTP server on 127.0.0.1 (random port) that answers just the endpoints
 the real ``huggingface_hub`` client (2.x, httpx-based) calls when
-``distill.hub.push_folder`` runs: it keeps repos in memory so the real client
+``distill.publish.hub.push_folder`` runs: it keeps repos in memory so the real client
 can be exercised end to end, offline, by pointing ``HF_ENDPOINT`` at
 :attr:`HubStandIn.url`.
 

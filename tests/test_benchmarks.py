@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import SHARED_DATA, write_hub_parquet
 from distill.errors import UserError
-from eval.benchmarks import (
+from distill.eval.benchmarks import (
     DEEPSEEK_LCB_WINDOW,
     REGISTRY,
     decode_lcb_tests,
@@ -64,7 +64,7 @@ def test_auto_prefers_local_and_falls_back_to_hub(tmp_path, monkeypatch):
     loaded = load_benchmark("amc23", data_dir=tmp_path)
     assert loaded.source["source"] == "local" and loaded.problems[0].answer == "2"
     calls = []
-    monkeypatch.setattr("eval.benchmarks.load_hub", lambda *a, **k: calls.append(a) or "hub")
+    monkeypatch.setattr("distill.eval.benchmarks.load_hub", lambda *a, **k: calls.append(a) or "hub")
     assert load_benchmark("aime2024", data_dir=tmp_path) == "hub" and calls
 
 
@@ -130,7 +130,7 @@ def test_gpqa_multiple_choice_shuffled_with_fixed_seed(tmp_path):
         assert line == f"{p.answer}. right-{i}"
     assert first.source["shuffle_seed"] == 0 and first.source["config"] == "gpqa_diamond"
     # the shared verifier scores the letter
-    from distill.verify import verify_answer
+    from distill.filter.verify import verify_answer
 
     assert verify_answer("multiple_choice", f"so \\boxed{{{first.problems[0].answer}}}", first.problems[0].answer).correct
 
@@ -156,8 +156,8 @@ def test_livecodebench_layout_and_private_tests(tmp_path):
     ref = json.loads(p.answer)
     assert [t["input"] for t in ref["cases"]] == ["3\n", "5\n"] and ref["fn_name"] is None
     # scored by the shared verifier in the sandbox: a right and a wrong program
-    from distill.sandbox import parse_tests
-    from distill.verify import verify_answer
+    from distill.filter.sandbox import parse_tests
+    from distill.filter.verify import verify_answer
 
     assert parse_tests(p.answer).style == "stdio" and len(parse_tests(p.answer).cases) == 2
     right = "```python\nn = int(input())\nprint(n * n)\n```"
@@ -209,7 +209,7 @@ def test_livecodebench_window_spans_every_release_file(tmp_path):
 
 
 def test_table_shows_deepseeks_livecodebench_number_only_for_their_window():
-    from eval.table import r1_distill_table
+    from distill.eval.table import r1_distill_table
 
     def summary(window):
         return {"pass_at_1": 0.2, "ci95_low": 0.1, "ci95_high": 0.3, "cons_at_k": 0.2, "params": {"n": 1},

@@ -8,14 +8,14 @@ import pytest
 
 from tests.conftest import WordTokenSampler, tiny_config_dict
 from distill.records import Problem
-from eval.budget import (
+from distill.eval.budget import (
     FORCED_CLOSE,
     BudgetForcedSampler,
     budget_sweep,
     reasoning_effort_budgets,
     write_sweep,
 )
-from teachers.sampler import Completion, SamplingParams
+from distill.teachers.sampler import Completion, SamplingParams
 
 
 class WordSampler(WordTokenSampler):
@@ -103,10 +103,10 @@ def test_budget_forcing_through_the_transformers_sampler(tmp_path, teacher_cache
     """The real toy teacher, real generate(): thinking is capped in tokens and the forced answer is scored."""
     from distill.config import config_from_dict
     from distill.pipeline import problem_sets
-    from distill.verify import verify_answer
-    from students.toy import ensure_toy_teacher
-    from teachers.backends.hf import TransformersSampler
-    from teachers.prompts import build_prompt
+    from distill.filter.verify import verify_answer
+    from distill.students.toy import ensure_toy_teacher
+    from distill.teachers.backends.hf import TransformersSampler
+    from distill.teachers.prompts import build_prompt
 
     cfg = config_from_dict(tiny_config_dict(tmp_path, teacher_cache))
     _, heldout = problem_sets(cfg)
@@ -150,7 +150,7 @@ class TemplateSampler(WordTokenSampler):
         self.rendered: list[str] = []
 
     def generate(self, prompts, params):
-        from teachers.sampler import render_prompt
+        from distill.teachers.sampler import render_prompt
 
         out = []
         for prompt in prompts:
@@ -164,7 +164,7 @@ class TemplateSampler(WordTokenSampler):
 
 @pytest.fixture(scope="module")
 def toy_tokenizer():
-    from students.toy_tokenizer import build_toy_tokenizer
+    from distill.students.toy_tokenizer import build_toy_tokenizer
 
     return build_toy_tokenizer(["What is 2 + 3? I add 2 and 3 and get 5. The answer is 5."] * 5)
 
@@ -181,7 +181,7 @@ def test_forced_continuation_keeps_the_prefilled_think(toy_tokenizer, template):
     close: '<think>' once, and the stock template (which cuts assistant content at '</think>') works too."""
     import copy
 
-    from students.templates import R1_DISTILL_TRAINING_TEMPLATE
+    from distill.students.templates import R1_DISTILL_TRAINING_TEMPLATE
 
     tok = copy.deepcopy(toy_tokenizer)
     tok.chat_template = R1_DISTILL_TRAINING_TEMPLATE if template == "r1_distill_training" else _r1_stock_template()
@@ -194,7 +194,7 @@ def test_forced_continuation_keeps_the_prefilled_think(toy_tokenizer, template):
     assert cont.count("<think>") == 1 and cont.count("</think>") == 1
     c = out[0][0]
     assert c.forced and c.text == "I add 2 and 3 and" + FORCED_CLOSE + "The answer is \\boxed{5}."  # no opener added
-    from teachers.reasoning import split_reasoning
+    from distill.teachers.reasoning import split_reasoning
 
     split = split_reasoning(c.text, c.reasoning, c.prefilled_think)
     assert (split.reasoning, split.answer, split.think_closed) == ("I add 2 and 3 and", "The answer is \\boxed{5}.", True)
@@ -202,7 +202,7 @@ def test_forced_continuation_keeps_the_prefilled_think(toy_tokenizer, template):
 
 def test_continuation_of_a_text_that_opened_its_own_think_block(toy_tokenizer):
     """ChatML: the model writes '<think>' itself; the continuation carries its text verbatim, no second opener."""
-    from teachers.sampler import continuation_text, render_prompt
+    from distill.teachers.sampler import continuation_text, render_prompt
 
     prompt = [{"role": "user", "content": "What is 2 + 3?"}]
     head = render_prompt(toy_tokenizer, prompt)

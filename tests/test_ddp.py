@@ -27,7 +27,7 @@ def workdir(tmp_path_factory):
 
 def train(workdir, name: str, batch_size: int, launcher: list[str]) -> tuple[list, str]:
     settings = json.dumps({**SETTINGS, "batch_size": batch_size})
-    cmd = [*launcher, "-m", "students.train_entry", "--examples", str(workdir / "examples.jsonl"),
+    cmd = [*launcher, "-m", "distill.students.train_entry", "--examples", str(workdir / "examples.jsonl"),
            "--base", str(workdir / "base"), "--output", str(workdir / name), "--settings", settings]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -73,7 +73,7 @@ def test_accelerate_launch_runs_the_train_stage_of_a_config(tmp_path, teacher_ca
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
     launch = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
                              "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                             "-m", "students.train_entry", "--config", str(config)],
+                             "-m", "distill.students.train_entry", "--config", str(config)],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert launch.returncode == 0, launch.stderr[-3000:]
     assert launch.stderr.count("world_size 2") == 2

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from distill.dedup import Text, find_contamination, find_duplicates, screen_problems
+from distill.filter.dedup import Text, find_contamination, find_duplicates, screen_problems
 from distill.problems import generate_arithmetic
 from distill.records import Problem
 from tests.conftest import SHARED_DATA

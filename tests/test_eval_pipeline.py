@@ -13,7 +13,7 @@ from tests.conftest import SHARED_DATA
 def test_eval_stage_models_benchmarks_deltas_and_budget_sweep(tiny_config, tmp_path):
     pytest.importorskip("llama_cpp")
     from distill.pipeline import run
-    from distill.report import build_report, render_markdown
+    from distill.publish.report import build_report, render_markdown
 
     user = tmp_path / "mine.jsonl"
     user.write_text("".join(json.dumps({"id": f"u{i}", "problem": f"What is {i} + 2?", "answer": str(i + 2)}) + "\n"

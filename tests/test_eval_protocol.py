@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from distill.records import Problem
-from eval.protocol import DEEPSEEK_PROTOCOL, HARNESS_VERSION, evaluate, protocol_record
-from teachers.sampler import Completion, SamplingParams
+from distill.eval.protocol import DEEPSEEK_PROTOCOL, HARNESS_VERSION, evaluate, protocol_record
+from distill.teachers.sampler import Completion, SamplingParams
 from tests.conftest import WordTokenSampler
 
 
@@ -75,7 +75,7 @@ def test_eval_config_defaults_are_deepseeks_protocol():
 
 
 def test_r1_distill_table_and_deltas():
-    from eval.table import deltas, r1_distill_table
+    from distill.eval.table import deltas, r1_distill_table
 
     def summary(p, cons=0.5, k=64):
         return {"pass_at_1": p, "ci95_low": p - 0.1, "ci95_high": p + 0.1, "cons_at_k": cons, "params": {"n": k}}

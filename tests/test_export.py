@@ -12,7 +12,7 @@ import torch
 
 gguf = pytest.importorskip("gguf")
 
-from students.export import (  # noqa: E402
+from distill.students.export import (  # noqa: E402
     ExportError,
     _detect_tokenizer_pre,
     _merges_as_strings,
@@ -21,8 +21,8 @@ from students.export import (  # noqa: E402
     supported_gguf_qtypes,
     write_ollama_modelfile,
 )
-from students.models import TinyModelSpec, build_tiny_model  # noqa: E402
-from students.toy_tokenizer import QWEN2_PRETOKENIZE_REGEX, build_toy_tokenizer  # noqa: E402
+from distill.students.models import TinyModelSpec, build_tiny_model  # noqa: E402
+from distill.students.toy_tokenizer import QWEN2_PRETOKENIZE_REGEX, build_toy_tokenizer  # noqa: E402
 
 T = gguf.GGMLQuantizationType
 HIDDEN, LAYERS, HEADS, KV_HEADS, FFN = 64, 2, 4, 2, 256
@@ -156,7 +156,7 @@ def test_nf4_export_reloads_and_reports(model_dirs, tokenizer, tmp_path, arch):
 def test_int8_export_reloads_close_to_fp32(model_dirs, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from students.export import export_int8
+    from distill.students.export import export_int8
 
     out = tmp_path / "int8"
     result = export_int8(model_dirs["qwen2"], out)
@@ -350,7 +350,7 @@ def test_gguf_pads_tokens_when_config_vocab_is_larger(tokenizer, tmp_path):
 def test_gguf_writes_output_weight_when_embeddings_are_untied(tokenizer, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from students.models import tiny_config
+    from distill.students.models import tiny_config
 
     config = tiny_config(
         TinyModelSpec(architecture="llama", hidden_size=HIDDEN, num_layers=1, intermediate_size=FFN), tokenizer
@@ -420,7 +420,7 @@ def test_ollama_modelfile(tmp_path):
 
 def test_gguf_logits_check_with_llama_cpp(model_dirs, tmp_path):
     pytest.importorskip("llama_cpp")
-    from students.export import gguf_logits_check
+    from distill.students.export import gguf_logits_check
 
     path = export_gguf(model_dirs["qwen2"], tmp_path / "qwen2.gguf", qtype="f32")["path"]
     texts = ["What is 12 + 7? Please reason step by step.", "<|im_start|>user\nhi<|im_end|>\n<think>"]

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("gguf")
 pytest.importorskip("llama_cpp")
 
-from students.export import (  # noqa: E402
+from distill.students.export import (  # noqa: E402
     GGUF_LOGIT_TOLERANCE,
     ExportError,
     _quantize_with_llama_cpp,
@@ -21,10 +21,10 @@ from students.export import (  # noqa: E402
     export_gguf_4bit,
     gguf_logits_check,
 )
-from students.toy_tokenizer import build_toy_tokenizer  # noqa: E402
+from distill.students.toy_tokenizer import build_toy_tokenizer  # noqa: E402
 from test_export import _corpus, _save_tiny  # noqa: E402
 
-from teachers.sampler import SamplingParams, make_sampler  # noqa: E402
+from distill.teachers.sampler import SamplingParams, make_sampler  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_q4_k_m_on_rows_of_256_is_really_4_bit(model_dirs, tmp_path):
 
 
 def test_q4_0_fallback_without_llama_cpp(model_dirs, tmp_path, monkeypatch):
-    monkeypatch.setattr("students.export.llama_cpp_available", lambda: False)
+    monkeypatch.setattr("distill.students.export.llama_cpp_available", lambda: False)
     info = export_gguf_4bit(model_dirs["qwen2"], tmp_path / "gguf")
     assert info["qtype"] == "q4_0" and "not installed" in info["fallback_reason"]
     assert "llama_cpp_check" not in info and info["fraction_4bit"] > 0.9

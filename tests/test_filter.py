@@ -1,7 +1,7 @@
 import pytest
 
 from distill.config import FilterConfig
-from distill.filter import filter_traces, judge
+from distill.filter.traces import filter_traces, judge
 from tests.test_records_and_verify import make_trace
 
 
@@ -42,7 +42,7 @@ def test_truncation_can_be_allowed():
 
 
 def test_reasons_cover_every_verdict_in_order():
-    from distill.filter import REASONS
+    from distill.filter.traces import REASONS
 
     assert REASONS[:2] == ("contaminated", "duplicate_problem") and REASONS[-2:] == ("over_quota", "kept")
     for reason in ("too_short", "conflicting_answers", "language_mixing", "repetition", "error_infra"):

@@ -1,4 +1,4 @@
-"""Tests for distill.hub: cards, the upload folder, and push_folder.
+"""Tests for distill.publish.hub: cards, the upload folder, and push_folder.
 
 Pushes run the real ``huggingface_hub`` client against ``tests/hub_standin.py``,
 a local in-memory stand-in for the Hub (not the Hub itself): nothing leaves
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hub_standin import HubStandIn  # noqa: E402
 
-from distill import hub  # noqa: E402
+from distill.publish import hub  # noqa: E402
 from distill.errors import UserError  # noqa: E402
 
 TOKEN = "hf_testsecret123"

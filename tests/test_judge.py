@@ -12,9 +12,9 @@ import json
 import pytest
 
 from distill.config import FilterConfig, JudgeConfig
-from distill.filter import filter_traces
-from distill.judge import LLMJudge, _read_reply
-from teachers.sampler import Completion, SamplingParams
+from distill.filter.traces import filter_traces
+from distill.filter.judge import LLMJudge, _read_reply
+from distill.teachers.sampler import Completion, SamplingParams
 from tests.test_records_and_verify import make_trace
 
 

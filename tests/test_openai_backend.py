@@ -20,10 +20,10 @@ from datetime import datetime, timezone
 import pytest
 
 from distill.records import Problem
-from teachers.backends.openai_http import OpenAISampler, estimate_tokens, parse_retry_after
-from teachers.pricing import DEEPSEEK_PRICES, PriceTable, cost
-from teachers.sampler import Completion, SamplingParams, make_sampler
-from teachers.service import to_trace
+from distill.teachers.backends.openai_http import OpenAISampler, estimate_tokens, parse_retry_after
+from distill.teachers.pricing import DEEPSEEK_PRICES, PriceTable, cost
+from distill.teachers.sampler import Completion, SamplingParams, make_sampler
+from distill.teachers.service import to_trace
 from tests.fault_server import ANSWER, PROMPT_TOKENS, REASONING, REASONING_TOKENS, FaultServer
 
 FAST = dict(max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05, timeout_s=0.5)
@@ -258,13 +258,13 @@ def test_reasoning_effort_caps_max_tokens(server, effort, expected):
 
 def test_reasoning_effort_budgets_from_a_budget_sweep(server, tmp_path):
     """The caps behind reasoning_effort come from the sweep's curve (eval/budget.py writes the file)."""
-    from eval.budget import write_sweep
+    from distill.eval.budget import write_sweep
 
     points = [{"budget": b, "pass_at_1": p, "ci95_low": p, "ci95_high": p, "cons_at_k": p, "truncated": 0,
                "mean_tokens": b, "mean_thinking_tokens": b, "max_thinking_tokens": b, "forced": 0,
                "answer_continued": 0, "within_budget": True, "samples": 4}
               for b, p in [(256, 0.1), (1024, 0.5), (4096, 0.8), (16384, 0.84)]]
-    from eval.budget import reasoning_effort_budgets
+    from distill.eval.budget import reasoning_effort_budgets
 
     sweep = {"model": "student", "benchmark": "math500", "params": {}, "answer_tokens": 64, "answer_prefix": "",
              "forced_close": "</think>", "points": points, "reasoning_effort": reasoning_effort_budgets(points)}
@@ -446,8 +446,8 @@ def _free_port() -> int:
 
 
 def _tiny_model_dir(path) -> str:
-    from students.models import TinyModelSpec, save_tiny_model
-    from students.toy_tokenizer import build_toy_tokenizer
+    from distill.students.models import TinyModelSpec, save_tiny_model
+    from distill.students.toy_tokenizer import build_toy_tokenizer
 
     corpus = [f"<think>{a} + {b} = {a + b}</think> \\boxed{{{a + b}}}" for a in range(30) for b in range(30)]
     return save_tiny_model(path, TinyModelSpec(hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1,

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from distill.config import load_config
-from students.plan import (MODELS, TrainSetup, fit_advice, layer_activation_bytes,
+from distill.students.plan import (MODELS, TrainSetup, fit_advice, layer_activation_bytes,
                            model_activation_bytes, model_shape, plan_run, teacher_gpus, teacher_weight_bytes,
                            train_memory)
 from tests.conftest import REPO

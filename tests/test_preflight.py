@@ -11,11 +11,11 @@ import importlib.util
 
 import pytest
 
-from students.preflight import PreflightError, check_or_raise, run_preflight, sample_example
-from students.templates import (R1_DISTILL_TRAINING_TEMPLATE, apply_training_template, detect_family,
+from distill.students.preflight import PreflightError, check_or_raise, run_preflight, sample_example
+from distill.students.templates import (R1_DISTILL_TRAINING_TEMPLATE, apply_training_template, detect_family,
                                 drops_reasoning, select_template)
-from students.toy_tokenizer import CHATML_TEMPLATE, build_toy_tokenizer
-from students.trainer import TrainSettings
+from distill.students.toy_tokenizer import CHATML_TEMPLATE, build_toy_tokenizer
+from distill.students.trainer import TrainSettings
 from tests.conftest import SHARED_DATA
 
 TOKENIZERS = SHARED_DATA / "tokenizers"
@@ -125,9 +125,9 @@ def test_stock_r1_template_is_caught_without_shared_data(toy):
 
 def test_pad_equal_to_eos_fails(toy, monkeypatch):
     """If the trainer ever stopped replacing a pad that equals EOS, the pre-flight says so."""
-    import students.trainer
+    import distill.students.trainer
 
-    monkeypatch.setattr(students.trainer, "ensure_distinct_pad", lambda tokenizer: None)
+    monkeypatch.setattr(distill.students.trainer, "ensure_distinct_pad", lambda tokenizer: None)
     tok = copy.deepcopy(toy)
     tok.pad_token = tok.eos_token
     report = run_preflight(tok)

@@ -9,8 +9,8 @@ import random
 import pytest
 
 from distill.config import FilterConfig
-from distill.filter import judge
-from distill.quality import (conflicting_boxes, foreign_script_fraction, has_final_answer, is_looping, repetition,
+from distill.filter.traces import judge
+from distill.filter.quality import (conflicting_boxes, foreign_script_fraction, has_final_answer, is_looping, repetition,
                              script_words)
 from tests.conftest import SHARED_DATA
 from tests.test_records_and_verify import make_trace

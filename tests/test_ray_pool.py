@@ -19,7 +19,7 @@ import pytest
 from distill.problems import generate_arithmetic
 from distill.records import read_jsonl
 from distill.shards import ShardStore
-from teachers.sampler import Completion, SamplingParams
+from distill.teachers.sampler import Completion, SamplingParams
 
 ray = pytest.importorskip("ray", reason="ray is in the dev extra")
 
@@ -68,8 +68,8 @@ def local_ray():
 
 @pytest.mark.slow
 def test_two_workers_finish_exactly_once_after_one_is_killed_mid_chunk(local_ray, tmp_path):
-    from teachers.ray_pool import RayPool, WorkerSpec
-    from teachers.service import pending_chunks
+    from distill.teachers.ray_pool import RayPool, WorkerSpec
+    from distill.teachers.service import pending_chunks
 
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -117,7 +117,7 @@ def test_two_workers_finish_exactly_once_after_one_is_killed_mid_chunk(local_ray
 
 @pytest.mark.slow
 def test_a_chunk_that_keeps_killing_workers_stops_the_job(local_ray, tmp_path):
-    from teachers.ray_pool import RayPool, WorkerSpec
+    from distill.teachers.ray_pool import RayPool, WorkerSpec
 
     spec = WorkerSpec("stand-in", "echo", {}, factory="tests.test_ray_pool:make_suicidal_sampler")
     pool = RayPool(spec, workers=1, max_chunk_attempts=2)

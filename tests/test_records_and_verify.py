@@ -2,9 +2,9 @@ import pytest
 
 from distill.records import Trace, read_jsonl, read_records, write_jsonl_atomic
 from distill.shards import ShardStore, plan_shards
-from distill.verify import all_boxed, last_boxed, verify_answer, verify_choice, verify_math
-from eval.scoring import majority_correct, pass_at_1, score
-from teachers.reasoning import split_reasoning
+from distill.filter.verify import all_boxed, last_boxed, verify_answer, verify_choice, verify_math
+from distill.eval.scoring import majority_correct, pass_at_1, score
+from distill.teachers.reasoning import split_reasoning
 
 
 def make_trace(**kw):

@@ -20,7 +20,7 @@ import pytest
 
 from distill import api
 from distill.errors import ConfigError, UserError
-from distill.report import (build_report, canonical_benchmark, published_model_for, render_html, write_report)
+from distill.publish.report import (build_report, canonical_benchmark, published_model_for, render_html, write_report)
 from tests.conftest import REPO, tiny_config_dict, write_yaml
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -84,7 +84,7 @@ def test_sigkill_during_training_then_resume(tmp_path, teacher_cache):
 
 
 def _entry(workdir: Path, out: str, settings: dict) -> list:
-    return [sys.executable, "-m", "students.train_entry", "--examples", str(workdir / "examples.jsonl"),
+    return [sys.executable, "-m", "distill.students.train_entry", "--examples", str(workdir / "examples.jsonl"),
             "--base", str(workdir / "base"), "--output", str(workdir / out), "--settings", json.dumps(settings)]
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from students.models import TinyModelSpec, build_tiny_model
-from students.toy_tokenizer import build_toy_tokenizer
-from teachers.backends.hf import TransformersSampler
-from teachers.sampler import SamplingParams
+from distill.students.models import TinyModelSpec, build_tiny_model
+from distill.students.toy_tokenizer import build_toy_tokenizer
+from distill.teachers.backends.hf import TransformersSampler
+from distill.teachers.sampler import SamplingParams
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_same_seed_same_samples(sampler):
 
 def test_greedy_batches_are_not_divided_by_n(sampler, monkeypatch):
     """Greedy n copies are generated once, so a batch holds batch_size prompts; sampled ones hold batch_size // n."""
-    from teachers.sampler import distinct_samples
+    from distill.teachers.sampler import distinct_samples
 
     assert distinct_samples(SamplingParams(n=3, temperature=0.0)) == 1
     assert distinct_samples(SamplingParams(n=3, temperature=0.6)) == 3

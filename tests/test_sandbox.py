@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from distill.config import FilterConfig, SandboxConfig
-from distill.sandbox import (Sandbox, TestCase, TestSuite, check_code, extract_code, parse_tests, same_stdout,
+from distill.filter.sandbox import (Sandbox, TestCase, TestSuite, check_code, extract_code, parse_tests, same_stdout,
                              same_value)
-from distill.verify import verify_answer, verify_batch, verify_code_batch
+from distill.filter.verify import verify_answer, verify_batch, verify_code_batch
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = SandboxConfig(time_limit_s=1.0, memory_mb=256, max_output_bytes=100_000, nproc=16)
@@ -141,7 +141,7 @@ def test_writing_outside_its_temp_dir_leaves_the_host_unchanged(host_unchanged):
 @needs_bwrap
 def test_memory_of_all_its_processes_together_is_capped(host_unchanged):
     """RLIMIT_AS is per process: four children of 150 MB each fit it, but not the run's 256 MB memory cgroup."""
-    from distill import sandbox_cgroup
+    from distill.filter import sandbox_cgroup
 
     controller, why = sandbox_cgroup.controller()
     if controller is None or os.geteuid() != 0:
@@ -316,7 +316,7 @@ def test_attacks_running_beside_honest_programs_do_not_disturb_them(host_unchang
 
 @needs_bwrap
 def test_filter_verifies_code_traces_in_the_sandbox(host_unchanged):
-    from distill.filter import filter_traces
+    from distill.filter.traces import filter_traces
     from distill.records import Problem
     from tests.test_records_and_verify import make_trace
 
@@ -429,7 +429,7 @@ def test_a_setup_failure_after_a_good_probe_is_error_infra(copied_python, host_u
 
 
 def test_error_infra_traces_are_counted_apart_in_the_filter():
-    from distill.filter import filter_traces
+    from distill.filter.traces import filter_traces
     from tests.test_records_and_verify import make_trace
 
     trace = make_trace(kind="code", reference='{"inputs": [""], "outputs": ["3"]}', answer_text=fenced("print(3)"))

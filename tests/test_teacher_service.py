@@ -8,9 +8,9 @@ import pytest
 
 from distill.problems import generate_arithmetic
 from distill.progress import SamplingMeter
-from teachers.pricing import DEEPSEEK_PRICES
-from teachers.sampler import Completion, SamplingParams
-from teachers.service import sample_problems, shard_stats
+from distill.teachers.pricing import DEEPSEEK_PRICES
+from distill.teachers.sampler import Completion, SamplingParams
+from distill.teachers.service import sample_problems, shard_stats
 from tests.conftest import WordTokenSampler
 
 
@@ -73,7 +73,7 @@ class PerRequestSeedSampler(WordTokenSampler):
 
 
 def test_truncated_samples_of_one_problem_are_retried_with_their_own_seeds():
-    from teachers.service import sample_chunk, shard_seed
+    from distill.teachers.service import sample_chunk, shard_seed
 
     problems = generate_arithmetic(3, 0, 1, 1, "p")
     sampler = PerRequestSeedSampler()
@@ -83,7 +83,7 @@ def test_truncated_samples_of_one_problem_are_retried_with_their_own_seeds():
         mine = [t for t in traces if t.problem_id == problem.id]
         assert len({t.reasoning for t in mine}) == 3  # not three copies of one retry
         assert len({t.seed for t in mine}) == 3  # each trace records the seed its retry used
-    from teachers.service import retry_seed
+    from distill.teachers.service import retry_seed
 
     chunk_seed = shard_seed(5, 4)
     retry_seeds = [retry_seed(chunk_seed, i) for i in range(3)]

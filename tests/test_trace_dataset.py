@@ -12,7 +12,7 @@ import json
 import pytest
 
 from distill.errors import UserError
-from teachers.backends.trace_dataset import load_rows, load_trace_dataset, to_records
+from distill.teachers.backends.trace_dataset import load_rows, load_trace_dataset, to_records
 from tests.conftest import SHARED_DATA, run_cli, tiny_config_dict, write_hub_parquet, write_yaml
 
 OPENR1_ROWS = [
@@ -143,7 +143,7 @@ def test_dataset_chunks_commit_only_what_is_pending_and_refuse_a_foreign_folder(
     chunks, and shards beyond the plan (another job's folder) are an error, not silently mixed in."""
     from distill.records import Problem, Trace
     from distill.shards import ShardStore
-    from teachers.backends.trace_dataset import commit_dataset_chunks
+    from distill.teachers.backends.trace_dataset import commit_dataset_chunks
 
     problems = [Problem(id=f"p{i}", problem=f"q{i}", answer=str(i)) for i in range(5)]
     traces = {p.id: [Trace(p.id, 0, [], "r", p.answer, "stop", True)] for p in problems}

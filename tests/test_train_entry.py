@@ -13,7 +13,7 @@ def test_relaunching_a_finished_train_stage_keeps_the_model(tmp_path, teacher_ca
     from distill.config import load_config
     from distill.pipeline import fingerprints
     from distill.store import RunStore
-    from students.train_entry import main
+    from distill.students.train_entry import main
 
     config_path = write_yaml(tmp_path / "run.yaml", tiny_config_dict(tmp_path, teacher_cache))
     config = load_config(config_path, [])
@@ -35,7 +35,7 @@ def test_relaunching_a_finished_train_stage_keeps_the_model(tmp_path, teacher_ca
 
 
 def test_unknown_settings_field_is_a_one_line_error_with_exit_code_2(tmp_path, caplog):
-    from students.train_entry import main
+    from distill.students.train_entry import main
 
     examples = tmp_path / "ex.jsonl"
     examples.write_text(json.dumps({"prompt": [{"role": "user", "content": "1+1"}],

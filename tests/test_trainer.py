@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from students.models import TinyModelSpec, build_tiny_model, count_parameters
-from students.toy_tokenizer import build_toy_tokenizer
-from students.trainer import TrainSettings, build_trainer, ensure_distinct_pad, latest_complete_checkpoint, train_sft
+from distill.students.models import TinyModelSpec, build_tiny_model, count_parameters
+from distill.students.toy_tokenizer import build_toy_tokenizer
+from distill.students.trainer import TrainSettings, build_trainer, ensure_distinct_pad, latest_complete_checkpoint, train_sft
 from tests.conftest import toy_sft_data
 
 
@@ -83,7 +83,7 @@ def test_student_quickstart_shape_is_under_half_the_teacher():
 
 
 def test_non_finite_loss_stops_training_and_keeps_last_good_checkpoint(tmp_path, data):
-    from students.trainer import NonFiniteLossError
+    from distill.students.trainer import NonFiniteLossError
 
     tokenizer, examples = data
     model = build_tiny_model(TinyModelSpec(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,

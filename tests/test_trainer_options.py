@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from students.models import TinyModelSpec, build_tiny_model
-from students.precision import PrecisionError, resolve_precision
-from students.trainer import TrainingOutOfMemoryError, TrainSettings, build_trainer, train_sft
+from distill.students.models import TinyModelSpec, build_tiny_model
+from distill.students.precision import PrecisionError, resolve_precision
+from distill.students.trainer import TrainingOutOfMemoryError, TrainSettings, build_trainer, train_sft
 from tests.conftest import REPO, toy_sft_data
 
 # nf4 on CPU needs every linear layer's input width to be a multiple of 64
@@ -69,7 +69,7 @@ def test_bf16_on_cpu_fails_before_loading_anything(tmp_path, data):
 
 
 def test_attention_kernel_choice():
-    from students.precision import choose_attention
+    from distill.students.precision import choose_attention
 
     assert choose_attention("auto", "bf16", cuda=True, flash_installed=True) == "flash_attention_2"
     assert choose_attention("auto", "bf16", cuda=True, flash_installed=False) == "sdpa"
@@ -95,7 +95,7 @@ def test_student_dtype_and_options_are_config_keys(tiny_config):
 def test_lora_targets_reach_the_trainer_and_the_plan():
     from distill.config import load_config
     from distill.pipeline import train_settings
-    from students.plan import plan_run
+    from distill.students.plan import plan_run
 
     mlp_too = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     attention = load_config(REPO / "configs" / "r1-distill-qwen-7b.yaml", ["student.method=lora"])
@@ -189,7 +189,7 @@ def test_rope_extension_is_applied_and_recorded_in_config_json(tmp_path, data, b
 
 
 def test_rope_scaling_rule_rebuilds_the_rotary_embedding(data):
-    from students.rope import apply_rope
+    from distill.students.rope import apply_rope
 
     tokenizer, _ = data
     model = build_tiny_model(TinyModelSpec(**SMALL), tokenizer)
@@ -270,7 +270,7 @@ def _oom_at_first_forward(model):
 
 def test_out_of_memory_at_the_first_step_lists_the_plans_remedies(tmp_path, data):
     from distill.config import load_config
-    from students.plan import oom_remedies
+    from distill.students.plan import oom_remedies
 
     tokenizer, examples = data
     model = build_tiny_model(TinyModelSpec(**SMALL), tokenizer)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from students.models import TinyModelSpec, build_tiny_model
-from students.trainer import TrainSettings, build_trainer
+from distill.students.models import TinyModelSpec, build_tiny_model
+from distill.students.trainer import TrainSettings, build_trainer
 from tests.conftest import toy_sft_data
 
 

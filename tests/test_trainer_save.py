@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from distill.problems import final_answer_text, generate_arithmetic
-from students.models import TinyModelSpec, build_tiny_model
-from students.toy_tokenizer import build_toy_tokenizer
-from students.trainer import TrainSettings, save_final_model
+from distill.students.models import TinyModelSpec, build_tiny_model
+from distill.students.toy_tokenizer import build_toy_tokenizer
+from distill.students.trainer import TrainSettings, save_final_model
 
 SPEC = TinyModelSpec(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64)
 

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from distill.verify import (MAX_ANSWER_CHARS, VerifierPool, all_boxed, last_boxed, normalise_answer, numeric_value,
+from distill.filter.verify import (MAX_ANSWER_CHARS, VerifierPool, all_boxed, last_boxed, normalise_answer, numeric_value,
                             quick_check, verify_answer, verify_batch, verify_math)
 from tests.conftest import SHARED_DATA
 
@@ -99,7 +99,7 @@ def test_fast_path_agrees_with_math_verify_on_math500_pairs():
     path = SHARED_DATA / "eval" / "math500.jsonl"
     if not path.is_file():
         pytest.skip("shared/data/eval/math500.jsonl is absent")
-    from distill.verify import _math_equal
+    from distill.filter.verify import _math_equal
 
     answers = [json.loads(line)["answer"] for line in path.read_text().splitlines()]
     rng = random.Random(0)

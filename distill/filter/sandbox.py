@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from distill import sandbox_cgroup
+from distill.filter import sandbox_cgroup
 from distill.config import SandboxConfig
 
 log = logging.getLogger(__name__)

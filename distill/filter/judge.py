@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-from distill.quality import prompt_text
+from distill.filter.quality import prompt_text
 from distill.records import Trace, Verdict
 
 JUDGE_KINDS = ("math", "multiple_choice")
@@ -46,8 +46,8 @@ MAX_ANSWER_CHARS = 4000
 class LLMJudge:
     """A Sampler plus the sampling parameters to call it with (greedy, short)."""
 
-    sampler: Any  # teachers.sampler.Sampler
-    params: Any  # teachers.sampler.SamplingParams with n=1
+    sampler: Any  # distill.teachers.sampler.Sampler
+    params: Any  # distill.teachers.sampler.SamplingParams with n=1
 
     def decide(self, items: Sequence[tuple[str, str, str]]) -> list[tuple[bool | None, str]]:
         """(verdict, reply) per (problem, reference, answer): True correct, False incorrect, None unreadable."""

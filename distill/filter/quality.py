@@ -3,7 +3,7 @@
 A trace can reach the right final answer and still be bad training data: a student
 copies loops, switches into another script mid-thought, or learns to box two
 different answers and let the grader pick.  These functions measure those faults;
-:mod:`distill.filter` turns the measurements into named rejection reasons using
+:mod:`distill.filter.traces` turns the measurements into named rejection reasons using
 thresholds from :class:`distill.config.FilterConfig`.
 
 All of them are linear in the text (numpy for the n-gram work), because the filter
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distill.sandbox import extract_code
-from distill.verify import all_boxed, chosen_letter, last_boxed, normalise_answer, quick_check
+from distill.filter.sandbox import extract_code
+from distill.filter.verify import all_boxed, chosen_letter, last_boxed, normalise_answer, quick_check
 
 # --------------------------------------------------------------------------- answer format
 

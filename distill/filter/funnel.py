@@ -4,7 +4,7 @@ The filter's rejections decide what the student learns, so the stage writes, bes
 kept/rejected traces, counts and tokens per reason and per source, the sandbox's
 outcomes for code, the pass-rate spread and the judge's counts, plus ``funnel.png``
 and ``lengths.png`` (kept versus rejected completion lengths).  The charts are the
-ones ``distill report`` draws (distill.report), so the two always look alike.
+ones ``distill report`` draws (distill.publish.report), so the two always look alike.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Mapping
 
-from distill.filter import FilterResult
+from distill.filter.traces import FilterResult
 from distill.store import write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def write_filter_plots(result: FilterResult, folder: Path, max_tokens: int | Non
     except ImportError:
         log.warning("filter plots skipped: matplotlib is not installed")
         return []
-    from distill.report import funnel_chart, length_chart
+    from distill.publish.report import funnel_chart, length_chart
 
     kept = [t.completion_tokens for t, v in zip(result.traces, result.verdicts) if v.ok]
     rejected = [t.completion_tokens for t, v in zip(result.traces, result.verdicts) if not v.ok]

@@ -6,10 +6,10 @@ problem-level reasons first (a contaminated problem's traces are out whatever
 they say), then the cheap structural and quality checks, and the verifier last,
 so math-verify only sees traces that could still be kept.
 
-Code traces run against their tests in the bubblewrap sandbox (distill.sandbox);
+Code traces run against their tests in the bubblewrap sandbox (distill.filter.sandbox);
 the sandbox's outcome (TLE, wrong_answer, ...) is kept per trace in
 ``FilterResult.details``.  Two optional steps follow the verifier: an LLM judge
-(distill.judge) for the traces the rules could not decide, and the pass-rate band,
+(distill.filter.judge) for the traces the rules could not decide, and the pass-rate band,
 which drops problems the teacher always or never solves (they teach little).
 """
 
@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from distill.config import FilterConfig
-from distill.quality import (conflicting_boxes, foreign_script_fraction, has_final_answer, is_looping, prompt_text,
+from distill.filter.quality import (conflicting_boxes, foreign_script_fraction, has_final_answer, is_looping, prompt_text,
                              repetition)
 from distill.records import Trace, Verdict
-from distill.verify import Check, verify_answer, verify_batch
+from distill.filter.verify import Check, verify_answer, verify_batch
 
 REASONS = (
     "contaminated",
@@ -82,7 +82,7 @@ def structural_reason(trace: Trace, cfg: FilterConfig) -> str | None:
 
 
 def quality_reason(trace: Trace, cfg: FilterConfig) -> str | None:
-    """The answer's format and the reasoning's quality (distill.quality), cheapest first."""
+    """The answer's format and the reasoning's quality (distill.filter.quality), cheapest first."""
     if not has_final_answer(trace.kind, trace.answer_text):
         return "no_answer"
     return reasoning_quality_reason(trace, cfg)
@@ -128,8 +128,8 @@ def filter_traces(traces: Iterable[Trace], cfg: FilterConfig,
     """Judge every trace, verifying the survivors of the cheap checks in one batch across worker processes.
 
     ``problem_reasons`` maps problem ids to a problem-level rejection (``contaminated``,
-    ``duplicate_problem``) from :func:`distill.dedup.screen_problems`.  ``llm_judge`` (a
-    :class:`distill.judge.LLMJudge`, built by the pipeline when ``filter.judge.enabled``)
+    ``duplicate_problem``) from :func:`distill.filter.dedup.screen_problems`.  ``llm_judge`` (a
+    :class:`distill.filter.judge.LLMJudge`, built by the pipeline when ``filter.judge.enabled``)
     decides the traces whose status is in ``filter.judge.on``.
     """
     traces = sorted(traces, key=lambda t: t.key)
@@ -149,7 +149,7 @@ def filter_traces(traces: Iterable[Trace], cfg: FilterConfig,
     audit: list[dict[str, Any]] = []
     judge_stats: dict[str, int] = {}
     if llm_judge is not None:
-        from distill.judge import apply_judge
+        from distill.filter.judge import apply_judge
 
         audit, judge_stats = apply_judge(llm_judge, traces, final, set(todo), cfg.judge,
                                          recheck=lambda trace: reasoning_quality_reason(trace, cfg))

@@ -5,7 +5,7 @@ the reference with math-verify.  Multiple choice compares the chosen letter (the
 last boxed letter, else "answer: B", else the last standalone capital A-J).
 
 Code answers (``kind="code"``) are the last fenced ```python block, run against the
-problem's tests in a bubblewrap sandbox (:mod:`distill.sandbox`).  For code the
+problem's tests in a bubblewrap sandbox (:mod:`distill.filter.sandbox`).  For code the
 ``reference`` is the tests spec -- a JSON string (what ``Problem.answer`` holds for a
 code problem) or the dict/list itself -- in stdin/stdout or function-call style::
 
@@ -621,7 +621,7 @@ def _mp_context():
         ctx = mp.get_context("forkserver")
     except ValueError:
         return mp.get_context("spawn")
-    ctx.set_forkserver_preload(["distill.verify", "math_verify", "sympy"])
+    ctx.set_forkserver_preload(["distill.filter.verify", "math_verify", "sympy"])
     return ctx
 
 
@@ -755,8 +755,8 @@ def verify_batch(items: Iterable[tuple[str, str, Any]], timeout_s: float = DEFAU
 
 def verify_code(answer_text: str, tests: Any, sandbox: Any = None, box: Any = None) -> Check:
     """Run the answer's last python block against ``tests`` in the sandbox (see the module docstring);
-    ``box``, a :class:`distill.sandbox.Sandbox` shared by a batch, else one built from ``sandbox``."""
-    from distill.sandbox import check_code
+    ``box``, a :class:`distill.filter.sandbox.Sandbox` shared by a batch, else one built from ``sandbox``."""
+    from distill.filter.sandbox import check_code
 
     status, result = check_code(answer_text, tests, sandbox, box)
     if result is None:
@@ -774,7 +774,7 @@ def verify_code_batch(items: Sequence[tuple[str, Any]], sandbox: Any = None) -> 
         return []
     from concurrent.futures import ThreadPoolExecutor
 
-    from distill.sandbox import Sandbox
+    from distill.filter.sandbox import Sandbox
 
     box = Sandbox(sandbox)
     width = min(len(items), getattr(sandbox, "workers", None) or default_workers())
