@@ -336,7 +336,9 @@ def test_code_problems_from_jsonl_go_through_the_filter_stage(tiny_config, tmp_p
     """A JSONL code problem (tests as its answer) -> traces -> stage_filter: kept, and rejected with the detail."""
     import json
 
-    from distill.pipeline import Context, problem_sets, stage_filter
+    from distill.filter.stage import FILTER
+    from distill.problems import problem_sets
+    from distill.stage import Context
     from distill.progress import NullReporter
     from distill.records import read_jsonl
     from distill.shards import ShardStore
@@ -359,7 +361,7 @@ def test_code_problems_from_jsonl_go_through_the_filter_stage(tiny_config, tmp_p
                          answer_text=a) for i, a in enumerate(answers)]
     traces.append(make_trace(problem_id="sum", reference="4", answer_text="\\boxed{4}"))
     ShardStore(store.stage_dir("sample") / "shards").commit(0, traces)
-    stage_filter(Context(config, store, NullReporter()))
+    FILTER.run(Context(config, store, NullReporter()))
     out = store.stage_dir("filter")
     summary = json.loads((out / "funnel.json").read_text())
     assert summary["funnel"] == {"total": 3, "wrong": 1, "kept": 2}

@@ -24,7 +24,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Sequence
 
-from distill.filter.verify import normalise_answer
+from distill.filter.math_fast import normalise_answer
 
 NUM_PERM = 128
 SHINGLE_WORDS = 3

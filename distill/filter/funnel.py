@@ -51,7 +51,7 @@ def write_filter_plots(result: FilterResult, folder: Path, max_tokens: int | Non
     except ImportError:
         log.warning("filter plots skipped: matplotlib is not installed")
         return []
-    from distill.publish.report import funnel_chart, length_chart
+    from distill.publish.charts import funnel_chart, length_chart
 
     kept = [t.completion_tokens for t, v in zip(result.traces, result.verdicts) if v.ok]
     rejected = [t.completion_tokens for t, v in zip(result.traces, result.verdicts) if not v.ok]

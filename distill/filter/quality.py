@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distill.filter.sandbox import extract_code
-from distill.filter.verify import all_boxed, chosen_letter, last_boxed, normalise_answer, quick_check
+from distill.filter.answers import all_boxed, chosen_letter, last_boxed
+from distill.filter.code_tests import extract_code
+from distill.filter.math_fast import normalise_answer, quick_check
 
 # --------------------------------------------------------------------------- answer format
 
