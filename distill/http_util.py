@@ -1,10 +1,29 @@
-"""Small HTTP helpers shared by the Hub client and the OpenAI-compatible sampler."""
+"""Small HTTP helpers shared by the Hub client and the OpenAI-compatible sampler.
+
+:func:`call_with_retries` is the project's one retry loop for HTTP calls
+(backoff with jitter, ``Retry-After`` honoured, auth and client errors never
+retried, the secret scrubbed from every message); :func:`retry_after_seconds`,
+:func:`http_failure` and :class:`RetryPolicy` are its parts, usable alone by a
+client that runs its own (e.g. async) loop.
+"""
 
 from __future__ import annotations
 
 import email.utils
+import importlib
+import logging
+import random
 import re
+import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Callable, TypeVar
+
+from distill.errors import DistillError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -36,3 +55,150 @@ def scrub_secret(text: str, secret: str | None) -> str:
     if secret:
         text = text.replace(secret, "***")
     return _BEARER_RE.sub(r"\1***", text)
+
+
+# --------------------------------------------------------------------------- #
+# Retrying
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many times to retry a failed HTTP call and how long to wait in between.
+
+    ``retry_after_cap`` clamps the server's ``Retry-After``, so a misbehaving
+    proxy cannot park a run for hours; the call fails after ``max_retries``
+    instead and can be rerun.
+    """
+
+    max_retries: int = 5
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    retry_after_cap: float = 300.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """The wait before retry ``attempt + 1``: the server's Retry-After (capped), else jittered backoff."""
+        if retry_after is not None:
+            return min(retry_after, self.retry_after_cap)
+        return backoff_delay(attempt, self.backoff_base, self.backoff_max)
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with jitter: uniform in [d/2, d] for d = base * 2**attempt, capped."""
+    delay = min(cap, base * (2**attempt))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+def _causes(exc: BaseException):
+    """``exc`` and the exceptions behind it (``__cause__``, else ``__context__``), each once."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or cur.__context__
+
+
+def http_failure(exc: BaseException) -> tuple[int | None, float | None]:
+    """Find the HTTP status and Retry-After behind ``exc`` (any exception with a ``.response``).
+
+    Why walk the chain: clients wrap some failures (huggingface_hub re-raises an
+    LFS upload error as RuntimeError from the HTTP error).
+    """
+    for cur in _causes(exc):
+        response = getattr(cur, "response", None)
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int):
+            headers = getattr(response, "headers", None) or {}
+            try:
+                retry_after = retry_after_seconds(headers.get("Retry-After"))
+            except Exception:
+                retry_after = None
+            return status, retry_after
+    return None, None
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection-level errors worth retrying, whichever HTTP client (httpx, requests) is in use."""
+    types: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module in ("httpx2", "httpx", "requests"):
+        try:
+            mod = importlib.import_module(module)
+        except Exception:
+            continue
+        for attr in ("TransportError", "ConnectionError", "Timeout"):
+            cls = getattr(mod, attr, None)
+            if isinstance(cls, type) and issubclass(cls, BaseException):
+                types.append(cls)
+    return tuple(types)
+
+
+def is_transport_error(exc: BaseException, types: tuple[type[BaseException], ...] | None = None) -> bool:
+    """True when ``exc`` or an exception behind it is a connection-level error (``types``, default all known)."""
+    types = transport_errors() if types is None else types
+    return any(isinstance(cur, types) for cur in _causes(exc))
+
+
+def is_retryable_status(status: int | None) -> bool:
+    """429 and 5xx are the server asking to come back later; other statuses will not change on retry."""
+    return status == 429 or (status is not None and 500 <= status <= 599)
+
+
+def classify_failure(exc: BaseException) -> tuple[int | None, float | None, bool]:
+    """``(HTTP status, Retry-After seconds, retryable)`` for a failed call."""
+    status, retry_after = http_failure(exc)
+    retryable = is_retryable_status(status)
+    if status is None and is_transport_error(exc):
+        retryable = True
+    return status, retry_after, retryable
+
+
+def _give_up_note(retryable: bool, status: int | None, max_retries: int, auth_hint: str | None) -> str:
+    if retryable:
+        return f" (gave up after {max_retries} retries)"
+    if status in (401, 403) and auth_hint:
+        return f" ({auth_hint})"
+    return ""
+
+
+def call_with_retries(
+    what: str,
+    fn: Callable[[], T],
+    policy: RetryPolicy,
+    *,
+    scrub: Callable[[str], str],
+    make_error: Callable[[str, int | None], Exception],
+    auth_hint: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    log: logging.Logger = logger,
+) -> T:
+    """Call ``fn``; retry on HTTP 429, 5xx and connection errors; raise ``make_error(message, status)`` otherwise.
+
+    Why these and only these: 429 and 5xx are the server asking us to come back
+    later; 400/401/403/404 will not change on retry and retrying auth failures
+    only risks a lockout (``auth_hint`` is appended to a 401/403 message).  A
+    :class:`~distill.errors.DistillError` from ``fn`` is a decision already made
+    and passes through.  Every message goes through ``scrub``, and the raised
+    error is built outside the ``except`` block so it chains no exception that
+    might hold the secret.  ``sleep`` is a seam for tests; ``log`` names the
+    caller's logger.
+    """
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except DistillError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified below, then re-raised scrubbed
+            status, retry_after, retryable = classify_failure(exc)
+            message = scrub(f"{what} failed: {type(exc).__name__}: {exc}")
+            reason = f"HTTP {status}" if status is not None else scrub(type(exc).__name__)
+        if not retryable or attempt >= policy.max_retries:
+            message += _give_up_note(retryable, status, policy.max_retries, auth_hint)
+            # Not logged at error level: the caller reports the raised error, once.
+            log.debug("%s", message)
+            raise make_error(message, status)
+        delay = policy.delay(attempt, retry_after)
+        log.warning("%s: %s; retry %d/%d in %.1fs", what, reason, attempt + 1, policy.max_retries, delay)
+        sleep(delay)
+        attempt += 1

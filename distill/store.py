@@ -142,3 +142,18 @@ def git_commit() -> str | None:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def copy_file_atomic(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` through a temporary sibling and a rename, like :func:`write_bytes_atomic`.
+
+    Why a copy rather than ``write_bytes_atomic(dst, src.read_bytes())``: the files copied
+    (model weights) can be many GB and must not be read into memory.  The temporary name
+    (``.<name>.tmp-<pid>``) is the one :func:`write_bytes_atomic` uses, so readers that skip
+    half-written files recognise both.
+    """
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)

@@ -206,7 +206,7 @@ def budget_sweep(sampler: Sampler, problems: Sequence[Problem], params: Sampling
 
 def write_sweep(sweep: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """``budget_sweep.json`` (read by distill report), its PNG curve and ``reasoning_effort.json``."""
-    from distill.publish.report import budget_chart
+    from distill.publish.charts import budget_chart
     from distill.store import write_bytes_atomic, write_json_atomic
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,15 +1,19 @@
 """The results table in the layout of DeepSeek's R1-Distill table (model x benchmark), and 4-bit deltas.
 
-The published numbers are the ones :mod:`distill.publish.report` carries (DeepSeek-R1
+The published numbers are the ones :mod:`distill.publish.published` carries (DeepSeek-R1
 paper, Table 5); they are shown beside ours only in a column whose benchmark
-matches one of theirs (:func:`distill.publish.report.canonical_benchmark`).
+matches one of theirs (:func:`distill.publish.published.canonical_benchmark`).
+Both imports are leaf modules of the publish package (no report, no matplotlib),
+and the table itself is drawn by the project's one Markdown-table helper.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from distill.publish.report import PUBLISHED_R1_DISTILL, PUBLISHED_SOURCE, canonical_benchmark, published_model_for
+from distill.publish.published import (PUBLISHED_R1_DISTILL, PUBLISHED_SOURCE, canonical_benchmark,
+                                      published_model_for)
+from distill.publish.tables import markdown_table
 from distill.eval.benchmarks import DEEPSEEK_LCB_WINDOW
 
 Grid = dict[str, dict[str, dict[str, Any]]]  # model label -> benchmark -> summary
@@ -60,6 +64,45 @@ def _pct(x: Any) -> str:
     return f"{100 * x:.1f}" if isinstance(x, (int, float)) else "–"
 
 
+def _headers(cols: list[tuple[str, str | None]]) -> list[str]:
+    headers = ["model"]
+    for bench, canon in cols:
+        label = f"{bench} ({canon})" if canon and canon != bench else bench
+        headers.append(f"{label} pass@1")
+        if canon == "AIME 2024":
+            headers.append(f"{label} cons@k")
+    return headers
+
+
+def _run_row(model: str, per_bench: dict[str, Any], cols: list[tuple[str, str | None]]) -> list[str]:
+    """One model of this run: pass@1 with its 95% CI, and cons@k under AIME 2024."""
+    cells = [model]
+    for bench, canon in cols:
+        s = per_bench.get(bench) or {}
+        ci = f" ({_pct(s['ci95_low'])}–{_pct(s['ci95_high'])})" if "ci95_low" in s else ""
+        cells.append(_pct(s.get("pass_at_1")) + ci)
+        if canon == "AIME 2024":
+            k = (s.get("params") or {}).get("n")
+            cells.append(_pct(s.get("cons_at_k")) + (f" (k={k})" if k else ""))
+    return cells
+
+
+def _published_rows(cols: list[tuple[str, str | None]], other_window: list[str],
+                    compared: str | None) -> list[list[str]]:
+    """DeepSeek's rows; "–" where they reported nothing or over other problems (another LCB window)."""
+    rows = []
+    for name, numbers in PUBLISHED_R1_DISTILL.items():
+        mark = " ← compare" if name == compared else ""
+        cells = [f"{name} (published){mark}"]
+        for bench, canon in cols:
+            shown = canon in numbers and bench not in other_window
+            cells.append(f"{numbers[canon]:.1f}" if shown else "–")
+            if canon == "AIME 2024":
+                cells.append(f"{numbers['AIME 2024 cons@64']:.1f} (k=64)")
+        rows.append(cells)
+    return rows
+
+
 def r1_distill_table(grid: Grid, student_model: str) -> str:
     """Markdown: one row per model of this run, then DeepSeek's published rows; pass@1 (and cons@k) in %.
 
@@ -69,40 +112,18 @@ def r1_distill_table(grid: Grid, student_model: str) -> str:
     """
     cols = _columns(grid)
     other_window = [b for b, canon in cols if canon and not _comparable(grid, b, canon)]
-    headers = ["model"]
-    for bench, canon in cols:
-        label = f"{bench} ({canon})" if canon and canon != bench else bench
-        headers.append(f"{label} pass@1")
-        if canon == "AIME 2024":
-            headers.append(f"{label} cons@k")
-    lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
-    for model, per_bench in grid.items():
-        cells = [model]
-        for bench, canon in cols:
-            s = per_bench.get(bench) or {}
-            ci = f" ({_pct(s['ci95_low'])}–{_pct(s['ci95_high'])})" if "ci95_low" in s else ""
-            cells.append(_pct(s.get("pass_at_1")) + ci)
-            if canon == "AIME 2024":
-                k = (s.get("params") or {}).get("n")
-                cells.append(_pct(s.get("cons_at_k")) + (f" (k={k})" if k else ""))
-        lines.append("| " + " | ".join(cells) + " |")
-    compared = published_model_for(student_model)
+    headers = _headers(cols)
+    rows = [_run_row(model, per_bench, cols) for model, per_bench in grid.items()]
+    notes: list[str] = []
     if any(canon for _, canon in cols):
-        for name, numbers in PUBLISHED_R1_DISTILL.items():
-            mark = " ← compare" if name == compared else ""
-            cells = [f"{name} (published){mark}"]
-            for bench, canon in cols:
-                shown = canon in numbers and bench not in other_window
-                cells.append(f"{numbers[canon]:.1f}" if shown else "–")
-                if canon == "AIME 2024":
-                    cells.append(f"{numbers['AIME 2024 cons@64']:.1f} (k=64)")
-            lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", f"Published rows: {PUBLISHED_SOURCE}."]
+        rows += _published_rows(cols, other_window, published_model_for(student_model))
+        notes += ["", f"Published rows: {PUBLISHED_SOURCE}."]
         for bench in other_window:
-            lines.append(f"No published number beside {bench}: DeepSeek's LiveCodeBench problems are those dated "
+            notes.append(f"No published number beside {bench}: DeepSeek's LiveCodeBench problems are those dated "
                          f"{DEEPSEEK_LCB_WINDOW}, and this column's window differs.")
     else:
-        lines += ["", "No column matches a benchmark of DeepSeek's R1-Distill table, so no published rows."]
-    lines.append("pass@1 in %, mean over k samples per problem, 95% CI over problems in brackets; truncated "
+        notes += ["", "No column matches a benchmark of DeepSeek's R1-Distill table, so no published rows."]
+    notes.append("pass@1 in %, mean over k samples per problem, 95% CI over problems in brackets; truncated "
                  "samples count as wrong.")
-    return "\n".join(lines) + "\n"
+    table = markdown_table(headers, rows, numeric=range(1, len(headers)))
+    return "\n".join([table, *notes]) + "\n"
