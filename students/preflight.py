@@ -109,10 +109,10 @@ def sample_example() -> dict[str, Any]:
 def check_config(config: Any, tokenizer_path: str | None = None) -> PreflightReport:
     """The pre-flight of a run config: its student tokenizer and template choice, on the shortest kept
     trace of the run when the filter has run, else on a built-in sample."""
-    from distill.pipeline import train_settings  # the settings training uses, so both check the same thing
+    from distill.students.train_settings import train_settings_from_config  # as training builds them
 
     return run_preflight(load_student_tokenizer(config, tokenizer_path), _run_example(config),
-                         train_settings(config.student))
+                         train_settings_from_config(config.student))
 
 
 def load_student_tokenizer(config: Any, path: str | None = None) -> Any:

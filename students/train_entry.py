@@ -66,55 +66,28 @@ def settings_from_json(text: str) -> Any:
 def run_train_stage(config_path: str, overrides: list[str]) -> str:
     """Run the pipeline's train stage of a config in this process (one of several under accelerate).
 
-    The main process registers the stage in the run's manifest (keeping the checkpoints of an
-    earlier attempt with the same fingerprint, so a relaunch resumes) and builds a toy base if
-    needed; every process then trains; the main process marks the stage done, so the next
-    ``distill run`` goes straight on to export.
+    The one stage runner does the bookkeeping: the main process registers the stage in the run's
+    manifest (keeping the checkpoints of an earlier attempt with the same fingerprint, so a relaunch
+    resumes) and builds a toy base if needed; every process then trains; the main process marks the
+    stage done, so the next ``distill run`` goes straight on to export.
     """
-    import time
-
     from accelerate import PartialState
 
     from distill.config import load_config
-    from distill.errors import UserError
-    from distill.pipeline import UPSTREAM, Context, fingerprints, stage_train, student_base
-    from distill.progress import NullReporter
-    from distill.store import RunStore
+    from distill.runner import run_in_launch
+    from distill.runner import Launch
 
     import torch
 
     config = load_config(config_path, overrides)
-    store = RunStore(config.run_dir)
-    fps = fingerprints(config)
-    if store.is_done("train", fps["train"]):
-        # Like `distill run`, a finished stage is skipped: begin() would delete the trained model
-        # (it resumes only running or failed stages). The main process changes the manifest only
-        # when the stage is not done, so every process takes the same branch here.
-        log.info("stage train skipped (fingerprint %s unchanged): %s is done", fps["train"],
-                 store.stage_dir("train"))
-        return store.entry("train").get("summary", "")
     # cpu=True on a machine without CUDA: otherwise accelerate sees no GPUs and no process group
-    # (the trainer itself sets one up later, too late for the barrier below)
+    # (the trainer itself sets one up later, too late for the barrier after the main process begins)
     state = PartialState(cpu=not torch.cuda.is_available())
-    for upstream in UPSTREAM["train"]:
-        if not store.is_done(upstream, fps[upstream]):
-            raise UserError(f"stage {upstream} of {config.run_dir} is not done for this config: run "
-                            f"`distill run {config_path} --until {upstream}` first")
-    ctx = Context(config, store, NullReporter())
-    if state.is_main_process:
-        ctx.resumable = store.begin("train", fps["train"])
-        student_base(ctx)
-    state.wait_for_everyone()
-    started = time.perf_counter()
-    try:
-        outcome = stage_train(ctx)
-    except UserError as exc:
-        if state.is_main_process:
-            store.fail("train", str(exc), time.perf_counter() - started)
-        raise
-    if state.is_main_process:
-        store.finish("train", outcome.counts, time.perf_counter() - started, outcome.summary)
-    return outcome.summary
+    launch = Launch(main=state.is_main_process, barrier=state.wait_for_everyone)
+    info = run_in_launch(config, "train", launch)
+    if info.get("already_done"):
+        log.info("stage train skipped (fingerprint unchanged): %s is done", config.run_dir / "train")
+    return info["summary"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Tests for students/export.py: NF4 (bitsandbytes) and GGUF exports of tiny Qwen2 / Llama students."""
+"""Tests for students/export/: NF4 (bitsandbytes) and GGUF exports of tiny Qwen2 / Llama students."""
 
 from __future__ import annotations
 
@@ -14,13 +14,12 @@ gguf = pytest.importorskip("gguf")
 
 from distill.students.export import (  # noqa: E402
     ExportError,
-    _detect_tokenizer_pre,
-    _merges_as_strings,
     export_gguf,
     export_nf4,
     supported_gguf_qtypes,
     write_ollama_modelfile,
 )
+from distill.students.export.gguf_tokenizer import _detect_tokenizer_pre, _merges_as_strings  # noqa: E402
 from distill.students.models import TinyModelSpec, build_tiny_model  # noqa: E402
 from distill.students.toy_tokenizer import QWEN2_PRETOKENIZE_REGEX, build_toy_tokenizer  # noqa: E402
 

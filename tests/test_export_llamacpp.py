@@ -16,11 +16,11 @@ pytest.importorskip("llama_cpp")
 from distill.students.export import (  # noqa: E402
     GGUF_LOGIT_TOLERANCE,
     ExportError,
-    _quantize_with_llama_cpp,
     export_gguf,
     export_gguf_4bit,
     gguf_logits_check,
 )
+from distill.students.export.llamacpp import _quantize_with_llama_cpp  # noqa: E402
 from distill.students.toy_tokenizer import build_toy_tokenizer  # noqa: E402
 from test_export import _corpus, _save_tiny  # noqa: E402
 
@@ -96,7 +96,7 @@ def test_q4_k_m_on_rows_of_256_is_really_4_bit(model_dirs, tmp_path):
 
 
 def test_q4_0_fallback_without_llama_cpp(model_dirs, tmp_path, monkeypatch):
-    monkeypatch.setattr("distill.students.export.llama_cpp_available", lambda: False)
+    monkeypatch.setattr("distill.students.export.llamacpp.llama_cpp_available", lambda: False)
     info = export_gguf_4bit(model_dirs["qwen2"], tmp_path / "gguf")
     assert info["qtype"] == "q4_0" and "not installed" in info["fallback_reason"]
     assert "llama_cpp_check" not in info and info["fraction_4bit"] > 0.9
@@ -127,7 +127,7 @@ def test_llamacpp_sampler_matches_transformers_greedy(model_dirs, tmp_path):
 
 def test_llamacpp_context_never_shrinks_max_tokens(model_dirs, tmp_path):
     """A prompt that leaves less than max_tokens of n_ctx fails visibly; the eval's n_ctx always leaves it."""
-    from distill.pipeline import gguf_context_size
+    from distill.eval.models import gguf_context_size
     from distill.problems import build_prompt
     from distill.records import Problem
 

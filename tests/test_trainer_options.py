@@ -94,7 +94,7 @@ def test_student_dtype_and_options_are_config_keys(tiny_config):
 
 def test_lora_targets_reach_the_trainer_and_the_plan():
     from distill.config import load_config
-    from distill.pipeline import train_settings
+    from distill.students.trainer import train_settings_from_config
     from distill.students.plan import plan_run
 
     mlp_too = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -102,7 +102,7 @@ def test_lora_targets_reach_the_trainer_and_the_plan():
     everything = load_config(REPO / "configs" / "r1-distill-qwen-7b.yaml",
                              ["student.method=lora", f"student.lora_target_modules=[{', '.join(mlp_too)}]",
                               "student.lora_dropout=0.05"])
-    settings = train_settings(everything.student)
+    settings = train_settings_from_config(everything.student)
     assert settings.lora_target_modules == mlp_too and settings.lora_dropout == 0.05
     # Qwen2.5-7B, r 16: attention 16*(3584+3584 + 3584+512 + 3584+512 + 3584+3584)*28, MLP adds 3*16*(3584+18944)*28
     few = plan_run(attention).student.memory.trainable_parameters
