@@ -1,0 +1,97 @@
+"""The ``eval`` and ``hub`` sections of the run config (the eval and push stages).
+
+Import these from ``distill.config``; this module only keeps that file short.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional, get_args
+
+from pydantic import Field, model_validator
+
+from distill.config_base import Strict
+
+
+EvalModel = Literal["teacher", "student_base", "student", "student_4bit", "student_gguf", "student_8bit"]
+EVAL_MODELS: tuple[str, ...] = get_args(EvalModel)
+
+
+class BenchmarkConfig(Strict):
+    """One benchmark to evaluate: the run's held-out set, a registered one (eval/benchmarks.py) or a user file."""
+
+    name: str = Field(..., pattern=r"^[\w.-]+$", description="heldout, aime2024, aime2025, math500, gsm8k, amc23, "
+                                                            "gpqa_diamond, livecodebench, or any name with file")
+    k: Optional[int | Literal["deepseek"]] = Field(
+        None, description="samples per problem; default eval.samples_per_problem; 'deepseek': the paper's k (AIME 64)")
+    limit: Optional[int] = Field(None, ge=1, description="first N problems only (CPU smoke runs)")
+    source: Literal["auto", "local", "hub"] = "auto"
+    file: Optional[Path] = Field(None, description="a JSONL benchmark in the uniform schema")
+    kind: Literal["math", "multiple_choice", "code"] = Field("math", description="for file benchmarks")
+    max_tokens: Optional[int] = Field(None, ge=1, description="default eval.max_tokens")
+    revision: Optional[str] = Field(None, description="Hub dataset revision (commit) to pin")
+    window: Optional[str] = Field(
+        None, pattern=r"^\d{4}-\d{2}-\d{2}\.\.\d{4}-\d{2}-\d{2}$",
+        description="livecodebench: problems whose contest_date is in FIRST..LAST; default 2024-08-01..2025-01-31, "
+                    "the window of DeepSeek's published numbers")
+
+    @model_validator(mode="after")
+    def _check(self) -> "BenchmarkConfig":
+        if isinstance(self.k, int) and self.k < 1:
+            raise ValueError("k must be at least 1")
+        return self
+
+
+class BudgetSweepConfig(Strict):
+    """Thinking-budget sweep: accuracy vs tokens, and the reasoning_effort budgets derived from it."""
+
+    budgets: list[int] = Field(..., min_length=1, description="thinking caps in tokens, e.g. [256, 1024, 4096]")
+    model: EvalModel = "student"
+    benchmark: Optional[str] = Field(None, description="a name in eval.benchmarks; default the first")
+    answer_tokens: int = Field(64, ge=1, description="tokens allowed for the answer after the forced </think>")
+    answer_prefix: str = Field("", description="text after the forced </think>, e.g. 'The answer is \\boxed{'")
+    samples_per_problem: Optional[int] = Field(None, ge=1)
+    effort_fractions: dict[Literal["low", "medium", "high"], float] = Field(
+        {"low": 0.5, "medium": 0.8, "high": 0.95},
+        description="each level's budget: the smallest reaching this share of the best pass@1")
+
+    @model_validator(mode="after")
+    def _check(self) -> "BudgetSweepConfig":
+        if any(b < 1 for b in self.budgets):
+            raise ValueError("budgets must be at least 1 token")
+        if any(not 0 < f <= 1 for f in self.effort_fractions.values()):
+            raise ValueError("effort_fractions must be in (0, 1]")
+        return self
+
+
+class EvalConfig(Strict):
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    models: list[EvalModel] = Field(list(EVAL_MODELS[:4]), description="student_gguf and student_8bit are opt-in")
+    benchmarks: list[BenchmarkConfig] = Field(
+        [BenchmarkConfig(name="heldout")], min_length=1,
+        description="the first is the primary one (results.json); all go into the model x benchmark table")
+    data_dir: Optional[Path] = Field(None, description="folder of local benchmark files, e.g. ../shared/data/eval")
+    samples_per_problem: int = Field(4, ge=1, description="k in pass@1 averaged over k samples")
+    temperature: float = Field(0.6, ge=0, le=2)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(32768, ge=1)
+    batch_size: int = Field(64, ge=1)
+    seed: int = 0
+    budget_sweep: Optional[BudgetSweepConfig] = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "EvalConfig":
+        names = [b.name for b in self.benchmarks]
+        if len(set(names)) != len(names):
+            raise ValueError("benchmark names must be distinct")
+        if self.budget_sweep and self.budget_sweep.benchmark and self.budget_sweep.benchmark not in names:
+            raise ValueError(f"budget_sweep.benchmark {self.budget_sweep.benchmark!r} is not in eval.benchmarks")
+        return self
+
+
+class HubConfig(Strict):
+    repo_id: Optional[str] = Field(None, pattern=r"^[\w.-]+/[\w.-]+$")
+    private: bool = True
+    token_env: str = "HF_TOKEN"
+    push_traces: bool = True
+    revision: Optional[str] = Field(None, description="push to this branch (e.g. one per checkpoint) instead of main")
