@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 from distill.records import Problem
 from distill.filter.verify import verify_answer
 from distill.eval.scoring import Score, score
-from distill.teachers.sampler import Sampler, SamplingParams
+from distill.teachers.sampling_types import Sampler, SamplingParams
 from distill.teachers.service import sample_problems
 
 log = logging.getLogger(__name__)

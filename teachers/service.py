@@ -1,7 +1,7 @@
 """The sampling service: problems in, normalised traces out, committed shard by shard.
 
 Used for teacher sampling and for evaluation generation alike; a sampler is any
-:class:`distill.teachers.sampler.Sampler`.
+:class:`distill.teachers.sampling_types.Sampler`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from distill.records import Problem, Trace
 from distill.shards import ShardStore, plan_shards
 from distill.teachers.prompts import build_prompt
 from distill.teachers.reasoning import split_reasoning
-from distill.teachers.sampler import Completion, Sampler, SamplingParams
+from distill.teachers.sampling_types import Completion, Sampler, SamplingParams
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ import logging
 import time
 from typing import Any, Sequence
 
-from distill.teachers.sampler import Completion, Messages, SamplingParams, distinct_samples, render_prompt
+from distill.teachers.chat_render import render_prompt
+from distill.teachers.sampling_types import Completion, Messages, SamplingParams, distinct_samples
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ tokens -- so a template or tokenizer lost in export shows up as lost accuracy.
 The template is rendered with transformers' Jinja renderer (the one
 ``apply_chat_template`` uses, which knows the ``{% generation %}`` tags our
 training templates carry; a final assistant message is continued as
-:func:`distill.teachers.sampler.continuation_text` says), and the prompt is
+:func:`distill.teachers.chat_render.continuation_text` says), and the prompt is
 tokenized by llama.cpp.  Sampling uses llama.cpp's own sampler with DeepSeek's
 settings: temperature and top-p from :class:`SamplingParams`, top-k and min-p
 off; each sample has its own seed (``seed + i``), as llama.cpp generates one
@@ -24,7 +24,8 @@ import os
 import time
 from typing import Any, Sequence
 
-from distill.teachers.sampler import Completion, Messages, SamplingParams, distinct_samples, render_with
+from distill.teachers.chat_render import render_with
+from distill.teachers.sampling_types import Completion, Messages, SamplingParams, distinct_samples
 
 log = logging.getLogger(__name__)
 

@@ -198,7 +198,7 @@ def _text(value: Any) -> str:
 
 
 def _estimate(text: str) -> int:
-    from distill.teachers.backends.openai_http import estimate_tokens
+    from distill.teachers.backends.openai_wire import estimate_tokens
 
     return estimate_tokens(text)
 

@@ -7,44 +7,76 @@ prompt and seeds go through ``vllm.SamplingParams``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
-from distill.teachers.sampler import (Completion, Messages, SamplingParams, continues_final_message, distinct_samples,
-                              render_prompt)
+from distill.teachers.chat_render import continues_final_message, render_prompt
+from distill.teachers.sampling_types import Completion, Messages, SamplingParams, distinct_samples
 
 log = logging.getLogger(__name__)
 
+# Options a caller passes to every backend alike that are not vllm.LLM arguments.
+NOT_ENGINE_OPTIONS = frozenset({"batch_size"})
+
+
+@dataclass
+class VLLMEngineOptions:
+    """The ``vllm.LLM`` settings the pipeline sets (the ``teacher.vllm`` config section plus dtype and seed).
+
+    ``extra`` holds any other ``vllm.LLM`` keyword (``load_format="dummy"`` in
+    benchmarks ...), passed through as given; ``None`` values are left to vLLM's defaults.
+    """
+
+    dtype: str = "auto"
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = 0.9
+    enforce_eager: bool = False
+    enable_prefix_caching: bool = True
+    quantization: str | None = None
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any]) -> "VLLMEngineOptions":
+        """The options from a config dict or keyword arguments: known fields by name, other keys into ``extra``
+        (``batch_size``, a transformers setting, is dropped)."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        extra = {k: v for k, v in options.items() if k not in known and k not in NOT_ENGINE_OPTIONS}
+        return cls(**{k: v for k, v in options.items() if k in known}, extra=extra)
+
+    def engine_kwargs(self, model: str, on_cpu: bool) -> dict[str, Any]:
+        """The ``vllm.LLM`` keywords: these settings, the CPU overrides on a machine without CUDA, then ``extra``."""
+        kwargs: dict[str, Any] = {"model": str(model),
+                                  **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                                     if f.name != "extra"}}
+        if on_cpu:
+            kwargs.update(cpu_engine_overrides(self.dtype, self.gpu_memory_utilization))
+        kwargs.update(self.extra)
+        return {k: v for k, v in kwargs.items() if v is not None}
+
 
 class VLLMSampler:
-    def __init__(self, model: str, dtype: str = "auto", tensor_parallel_size: int = 1,
-                 pipeline_parallel_size: int = 1, max_model_len: int | None = None,
-                 gpu_memory_utilization: float = 0.9, enforce_eager: bool = False,
-                 enable_prefix_caching: bool = True, quantization: str | None = None, seed: int = 0,
-                 **extra: Any):
+    """A :class:`~distill.teachers.sampling_types.Sampler` over an in-process ``vllm.LLM``.
+
+    Built from one :class:`VLLMEngineOptions`; keyword options are accepted too and
+    turned into it (:meth:`VLLMEngineOptions.from_mapping`).
+    """
+
+    def __init__(self, model: str, options: VLLMEngineOptions | None = None, **fields: Any):
+        opts = options if options is not None else VLLMEngineOptions.from_mapping(fields)
         # In-process engine core: no extra worker process to leak, and scripts need no __main__ guard.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
 
-        kwargs: dict[str, Any] = dict(
-            model=str(model),
-            dtype=dtype,
-            tensor_parallel_size=tensor_parallel_size,
-            pipeline_parallel_size=pipeline_parallel_size,
-            max_model_len=max_model_len,
-            gpu_memory_utilization=gpu_memory_utilization,
-            enforce_eager=enforce_eager,
-            enable_prefix_caching=enable_prefix_caching,
-            quantization=quantization,
-            seed=seed,
-        )
-        if _cpu_only():
-            kwargs.update(cpu_engine_overrides(dtype, gpu_memory_utilization))
-        kwargs.update({k: v for k, v in extra.items() if k not in ("batch_size",)})
+        self.options = opts
         self.name = str(model)
-        self.llm = LLM(**{k: v for k, v in kwargs.items() if v is not None})
+        self.llm = LLM(**opts.engine_kwargs(model, cpu_only()))
         self.tokenizer = self.llm.get_tokenizer()
 
     def count_tokens(self, text: str) -> int:
@@ -61,7 +93,7 @@ class VLLMSampler:
         started = time.perf_counter()
         if any(continues_final_message(p) for p in prompts):
             # A continuation is the generation prompt plus the assistant's text verbatim (see
-            # distill.teachers.sampler.continuation_text): vLLM's own continue_final_message fails on templates
+            # distill.teachers.chat_render.continuation_text): vLLM's own continue_final_message fails on templates
             # that rewrite assistant content (the stock R1 one) and drops a prefilled <think>.
             ids = [self.tokenizer(render_prompt(self.tokenizer, p), add_special_tokens=False)["input_ids"]
                    for p in prompts]
@@ -113,7 +145,7 @@ def cpu_engine_overrides(dtype: str, gpu_memory_utilization: float) -> dict[str,
     }
 
 
-def _cpu_only() -> bool:
+def cpu_only() -> bool:
     """No CUDA device here.  Without torch this says False: then neither vLLM runs in this process nor can
     we tell what the machine has, so the configured (GPU) settings stand."""
     try:

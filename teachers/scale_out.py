@@ -1,0 +1,58 @@
+"""Sampling scaled out on Ray: chunks as tasks on workers that each build the configured sampler, and how
+the teacher's endpoints and concurrency bound are shared among those workers."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from distill.records import Trace
+from distill.shards import ShardStore
+from distill.teachers.models import sampler_options
+
+
+def sample_on_ray(teacher: Any, path: str, chunks: list, todo: list[int], params: Any, shards: ShardStore,
+                  retry: int | None, on_chunk: Callable[[int, dict], None]) -> dict[str, Any]:
+    """The pending chunks as Ray tasks; only this process commits, once per chunk."""
+    from distill.teachers.ray_pool import RayPool
+    from distill.teachers.service import shard_stats
+
+    so = teacher.scale_out
+    pool = RayPool(ray_worker_specs(teacher, path), workers=so.workers, address=so.address,
+                   cpus_per_worker=so.cpus_per_worker, gpus_per_worker=so.gpus_per_worker,
+                   max_chunk_attempts=so.max_chunk_attempts)
+
+    def commit(index: int, traces: list[Trace]) -> None:
+        if index in shards.committed():  # idempotent by chunk id
+            return
+        shards.commit(index, traces)
+        on_chunk(len(chunks[index]) * params.n, shard_stats(traces))
+
+    try:
+        return pool.run(chunks, todo, params, commit, retry)
+    finally:
+        pool.close()
+
+
+def ray_worker_specs(t: Any, path: str) -> list[Any]:
+    """One spec per Ray worker: the teacher's sampler, and for an HTTP teacher with enough endpoints,
+    worker ``w`` owns ``endpoints[w::workers]`` (so each server is driven by one client).
+
+    ``openai.max_concurrency`` is the whole job's bound on requests in flight, not each worker's: the
+    workers share it (each at least 1), by the endpoints they own when those are split, evenly when
+    every worker drives every endpoint; otherwise N workers would send N times the limit (429 storms).
+    """
+    from distill.teachers.backends.openai_http import even_shares
+    from distill.teachers.ray_pool import WorkerSpec
+
+    options = sampler_options(t.backend, t.batch_size, t.dtype, t.vllm.model_dump(), t.openai.model_dump())
+    workers = t.scale_out.workers
+    if t.backend != "openai":
+        return [WorkerSpec(t.backend, path, options)] * workers
+    endpoints, limit = t.openai.endpoints, t.openai.max_concurrency
+    if len(endpoints) >= workers:
+        per_endpoint = even_shares(limit, len(endpoints))
+        return [WorkerSpec(t.backend, path, {**options, "endpoints": endpoints[w::workers],
+                                             "max_concurrency": max(1, sum(per_endpoint[w::workers]))})
+                for w in range(workers)]
+    return [WorkerSpec(t.backend, path, {**options, "max_concurrency": max(1, share)})
+            for share in even_shares(limit, workers)]
