@@ -112,9 +112,9 @@ def _validate(args: argparse.Namespace, console) -> int:
     from distill.config import load_config
 
     config = load_config(args.config, args.overrides)
-    from distill.pipeline import check_benchmarks
+    from distill.runner import check_all
 
-    check_benchmarks(config)  # names checked against the registry (light: no torch, no datasets)
+    check_all(config)  # every stage's static checks (light: no torch, no datasets)
     console.print(f"{args.config}: ok (run folder {config.run_dir})", highlight=False)
     return EXIT_OK
 
@@ -227,7 +227,7 @@ def _serve(config, dry_run: bool, console) -> int:
                       markup=False, soft_wrap=True)
         return EXIT_OK
     _quiet_libraries()
-    from distill.pipeline import teacher_model
+    from distill.teachers.models import teacher_model
 
     cmd = server_command(teacher, teacher_model(config))
     console.print(f"starting: {shown_command(cmd)}", highlight=False, markup=False, soft_wrap=True)

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from distill.errors import UserError
 from distill.records import Problem, read_jsonl
+
+if TYPE_CHECKING:
+    from distill.config import ProblemsConfig, RunConfig
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 CHOICE_INSTRUCTION = "Please reason step by step, and put the letter of your final answer within \\boxed{}."
@@ -118,3 +122,32 @@ def load_jsonl_problems(path: Path, limit: int | None = None, kind: str = "math"
             )
         )
     return problems
+
+
+def problem_sets(config: "RunConfig") -> tuple[list[Problem], list[Problem]]:
+    """(train, held-out), disjoint; the generator draws them from one pool of distinct problems."""
+    p = config.problems
+    if p.source == "arithmetic":
+        pool = generate_arithmetic(p.train_size + p.heldout_size, p.seed, p.min_digits, p.max_digits, "arith")
+        heldout, train = pool[: p.heldout_size], pool[p.heldout_size :]
+        for i, prob in enumerate(heldout):
+            prob.id = f"heldout-{i:05d}"
+        for i, prob in enumerate(train):
+            prob.id = f"train-{i:05d}"
+    else:
+        assert p.train_path is not None and p.heldout_path is not None
+        train = load_jsonl_problems(p.train_path, limit=p.train_size)
+        heldout = load_jsonl_problems(p.heldout_path, limit=p.heldout_size)
+        held_texts = {h.problem.strip() for h in heldout}
+        train = [t for t in train if t.problem.strip() not in held_texts]
+    if not train:
+        raise UserError("problems: the training problem set is empty")
+    if not heldout:
+        raise UserError("problems: the held-out problem set is empty")
+    return train, heldout
+
+
+def heldout_name(problems: "ProblemsConfig") -> str:
+    """The name the run's held-out set goes by (decontamination matches, eval benchmark): ``heldout`` for
+    generated arithmetic, else the held-out file's stem."""
+    return "heldout" if problems.source == "arithmetic" else problems.heldout_path.stem

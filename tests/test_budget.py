@@ -102,7 +102,7 @@ def test_reasoning_effort_budgets():
 def test_budget_forcing_through_the_transformers_sampler(tmp_path, teacher_cache):
     """The real toy teacher, real generate(): thinking is capped in tokens and the forced answer is scored."""
     from distill.config import config_from_dict
-    from distill.pipeline import problem_sets
+    from distill.problems import problem_sets
     from distill.filter.verify import verify_answer
     from distill.students.toy import ensure_toy_teacher
     from distill.teachers.backends.hf import TransformersSampler

@@ -99,7 +99,9 @@ def _write_jsonl(path, rows):
 def test_stage_filter_writes_rejections_contamination_and_duplicates(tiny_config, tmp_path):
     import json
 
-    from distill.pipeline import Context, problem_sets, stage_filter
+    from distill.filter.stage import FILTER
+    from distill.problems import problem_sets
+    from distill.stage import Context
     from distill.progress import NullReporter
     from distill.records import read_jsonl
     from distill.shards import ShardStore
@@ -123,7 +125,7 @@ def test_stage_filter_writes_rejections_contamination_and_duplicates(tiny_config
     traces = [make_trace(problem_id=p.id, sample_index=s, reference=p.answer,
                          answer_text=f"\\boxed{{{p.answer if s == 0 else 0}}}") for p in problems for s in range(2)]
     ShardStore(store.stage_dir("sample") / "shards").commit(0, traces)
-    outcome = stage_filter(Context(config, store, NullReporter()))
+    outcome = FILTER.run(Context(config, store, NullReporter()))
     out = store.stage_dir("filter")
     funnel = json.loads((out / "funnel.json").read_text())["funnel"]
     assert funnel == {"total": 10, "contaminated": 4, "duplicate_problem": 2, "wrong": 2, "kept": 2}
@@ -175,7 +177,9 @@ def test_stage_filter_writes_summary_per_source_and_valid_plots(tiny_config):
 
     from PIL import Image
 
-    from distill.pipeline import Context, problem_sets, stage_filter
+    from distill.filter.stage import FILTER
+    from distill.problems import problem_sets
+    from distill.stage import Context
     from distill.progress import NullReporter
     from distill.shards import ShardStore
     from distill.store import RunStore
@@ -187,7 +191,7 @@ def test_stage_filter_writes_summary_per_source_and_valid_plots(tiny_config):
                          answer_text=f"\\boxed{{{p.answer if s == 0 or i % 2 else 'x'}}}")
               for i, p in enumerate(problems) for s in range(2)]
     ShardStore(store.stage_dir("sample") / "shards").commit(0, traces)
-    stage_filter(Context(config, store, NullReporter()))
+    FILTER.run(Context(config, store, NullReporter()))
     out = store.stage_dir("filter")
     summary = json.loads((out / "funnel.json").read_text())
     n = len(problems)
@@ -208,7 +212,7 @@ def test_stage_filter_writes_summary_per_source_and_valid_plots(tiny_config):
 
 
 def test_filter_fingerprint_ignores_where_bwrap_lives_but_not_the_limits(tiny_config):
-    from distill.pipeline import fingerprints
+    from distill.runner import fingerprints
 
     base = fingerprints(tiny_config())["filter"]
     assert fingerprints(tiny_config(filter__sandbox={"bwrap": "/opt/bwrap", "workers": 3}))["filter"] == base
@@ -220,7 +224,7 @@ def test_filter_fingerprint_ignores_where_bwrap_lives_but_not_the_limits(tiny_co
 
 def test_filter_fingerprint_ignores_operational_judge_settings(tiny_config):
     """Where the judge is reached, how fast, in what batches and at what price do not change the verdicts."""
-    from distill.pipeline import fingerprints
+    from distill.runner import fingerprints
 
     def fp(**judge):
         return fingerprints(tiny_config(filter__judge={"enabled": True, **judge}))["filter"]
@@ -246,7 +250,7 @@ def test_filter_fingerprint_marks_runs_with_code_problems(tiny_config, tmp_path)
     while math-only runs keep their fingerprints (their filter section gains nothing)."""
     import json
 
-    from distill.pipeline import stage_config
+    from distill.filter.stage import FILTER
 
     held = tmp_path / "held.jsonl"
     held.write_text(json.dumps({"id": "h", "problem": "9 * 9?", "answer": "81"}) + "\n")
@@ -259,6 +263,6 @@ def test_filter_fingerprint_marks_runs_with_code_problems(tiny_config, tmp_path)
     math_rows = [{"id": "m", "problem": "2 + 2?", "answer": "4"}]
     code_rows = math_rows + [{"id": "c", "problem": "Square n.", "kind": "code",
                               "tests": {"inputs": ["3\n"], "outputs": ["9\n"]}}]
-    assert "code_verifier" not in stage_config(tiny_config(), "filter")["filter"]  # generated arithmetic
-    assert "code_verifier" not in stage_config(run_with("math.jsonl", math_rows), "filter")["filter"]
-    assert stage_config(run_with("code.jsonl", code_rows), "filter")["filter"]["code_verifier"] == "bwrap-1"
+    assert "code_verifier" not in FILTER.fingerprint_input(tiny_config())["filter"]  # generated arithmetic
+    assert "code_verifier" not in FILTER.fingerprint_input(run_with("math.jsonl", math_rows))["filter"]
+    assert FILTER.fingerprint_input(run_with("code.jsonl", code_rows))["filter"]["code_verifier"] == "bwrap-1"

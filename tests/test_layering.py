@@ -1,5 +1,6 @@
-"""Data flows one way: core modules import none of teachers/students/eval; only pipeline and CLI may,
-inside functions, so `distill --help` and config checks stay free of torch and vLLM."""
+"""The core stays light: no core module imports torch, vLLM or transformers at module level, so
+`distill --help` and config checks stay fast; and library code never prints (logging, and rich at the CLI).
+Which stage imports what is checked on the installed package in tests/test_architecture.py."""
 
 from __future__ import annotations
 
@@ -8,16 +9,14 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-CORE = sorted((REPO / "distill").glob("*.py"))
-ORCHESTRATORS = {"pipeline.py", "cli.py", "api.py"}
+from tests.test_architecture import MODULES, STAGE_PACKAGES
+
+CORE = sorted(m for m in MODULES if not m.startswith(STAGE_PACKAGES))
 
 
-def imports(path: Path, top_level_only: bool) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
+def top_level_imports(path: Path) -> set[str]:
     found: set[str] = set()
-    for node in nodes:
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
         if isinstance(node, ast.Import):
             found |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -25,25 +24,15 @@ def imports(path: Path, top_level_only: bool) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("path", CORE, ids=lambda p: p.name)
-def test_core_imports_no_downstream_package(path):
-    downstream = {"teachers", "students", "eval"}
-    if path.name in ORCHESTRATORS:
-        assert not imports(path, top_level_only=True) & downstream  # only inside functions
-    else:
-        assert not imports(path, top_level_only=False) & downstream
-
-
-@pytest.mark.parametrize("path", CORE, ids=lambda p: p.name)
-def test_core_imports_no_heavy_library_at_module_level(path):
-    assert not imports(path, top_level_only=True) & {"torch", "vllm", "transformers", "trl", "peft"}
+@pytest.mark.parametrize("module", CORE)
+def test_core_imports_no_heavy_library_at_module_level(module):
+    assert not top_level_imports(MODULES[module]) & {"torch", "vllm", "transformers", "trl", "peft", "datasets"}
 
 
 def test_library_code_never_prints():
-    for package in ("distill", "teachers", "students", "eval"):
-        for path in (REPO / package).rglob("*.py"):
-            if path.name in ("cli.py", "ui.py"):
-                continue
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-            calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"]
-            assert not calls, f"{path} calls print()"
+    for module, path in MODULES.items():
+        if module in ("distill.cli", "distill.ui"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"]
+        assert not calls, f"{path} calls print()"

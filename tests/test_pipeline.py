@@ -9,7 +9,8 @@ import pytest
 
 from distill.config import STAGES
 from distill.errors import UserError
-from distill.pipeline import fingerprints, run
+from distill.pipeline import run
+from distill.runner import fingerprints
 from distill.records import read_jsonl
 
 
@@ -48,9 +49,7 @@ def test_rerun_skips_and_filter_change_reruns_only_downstream(tiny_config):
     config = tiny_config()
     run(config)
     before = stage_starts(config)
-    started = time.perf_counter()
     run(config)
-    assert time.perf_counter() - started < 30
     assert stage_starts(config) == before  # nothing re-ran
 
     changed = tiny_config(filter__max_per_problem=1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -11,15 +10,13 @@ from tests.conftest import REPO, run_cli
 
 
 @pytest.mark.slow
-def test_quickstart_distils_within_budget(tmp_path):
+def test_quickstart_distils_and_a_rerun_skips_every_stage(tmp_path):
+    """What the quickstart does, not how fast: its wall time is measured by bench/quickstart.py."""
     env = {"DISTILL_CACHE": str(tmp_path / "cache")}  # as on a fresh machine: the teacher is trained too
     out = tmp_path / "runs"
-    started = time.perf_counter()
     proc = run_cli("run", str(REPO / "configs" / "quickstart.yaml"), "--set", f"output_dir={out}", env=env,
                    timeout=900)
-    wall = time.perf_counter() - started
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert wall <= 600, f"quickstart took {wall:.0f}s, budget 600s"
 
     report = json.loads((out / "quickstart" / "report.json").read_text())
     p = report["pass_at_1"]
@@ -31,8 +28,6 @@ def test_quickstart_distils_within_budget(tmp_path):
     assert report["funnel"]["kept"] < report["funnel"]["total"]  # the filter had real work
     assert "pass@1" in proc.stdout and "student_4bit" in proc.stdout
 
-    started = time.perf_counter()
     again = run_cli("run", str(REPO / "configs" / "quickstart.yaml"), "--set", f"output_dir={out}", env=env)
     assert again.returncode == 0
-    assert time.perf_counter() - started < 30
     assert again.stdout.count("skipped (up to date)") == 6

@@ -180,7 +180,7 @@ def test_ray_workers_each_own_their_endpoints_of_an_http_teacher(tmp_path):
 
 def test_worker_specs_split_endpoints_between_workers():
     from distill.config import config_from_dict
-    from distill.pipeline import ray_worker_specs
+    from distill.teachers.scale_out import ray_worker_specs
 
     teacher = config_from_dict({"name": "x", "teacher": {
         "model": "m", "backend": "openai", "scale_out": {"backend": "ray", "workers": 2},
@@ -193,7 +193,7 @@ def test_worker_specs_split_endpoints_between_workers():
 
 def test_worker_specs_share_max_concurrency_instead_of_multiplying_it():
     from distill.config import config_from_dict
-    from distill.pipeline import ray_worker_specs
+    from distill.teachers.scale_out import ray_worker_specs
 
     def limits(workers: int, endpoints: int, max_concurrency: int) -> list[int]:
         teacher = config_from_dict({"name": "x", "teacher": {

@@ -30,7 +30,7 @@ def _committed(shards) -> dict[str, bytes]:
 @pytest.mark.slow
 def test_sigkill_at_ten_random_points_then_resume_is_exactly_once(tmp_path, teacher_cache):
     from distill.config import config_from_dict
-    from distill.pipeline import teacher_model
+    from distill.teachers.models import teacher_model
 
     raw = tiny_config_dict(tmp_path, teacher_cache)
     raw["problems"]["train_size"] = TRAIN

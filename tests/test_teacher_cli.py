@@ -26,7 +26,7 @@ def _toy_config(tmp_path, teacher_cache, **teacher):
 @pytest.mark.slow
 def test_two_slurm_array_tasks_then_run_commit_every_trace_exactly_once(tmp_path, teacher_cache):
     from distill.config import config_from_dict
-    from distill.pipeline import teacher_model
+    from distill.teachers.models import teacher_model
 
     raw, config = _toy_config(tmp_path, teacher_cache)
     teacher_model(config_from_dict(raw))  # train the cached toy teacher once, not in both tasks

@@ -128,7 +128,7 @@ def test_chunk_stats_estimate_acceptance_with_the_verifier_quick_check():
 
 
 def test_manifest_totals_count_tokens_failures_by_reason_and_cost():
-    from distill.pipeline import sampling_totals
+    from distill.teachers.stage import sampling_totals
 
     rows = [{"finish_reason": "stop", "prompt_tokens": 10, "completion_tokens": 100, "reasoning_tokens": 80},
             {"finish_reason": "error", "error": "http 429: slow down", "prompt_tokens": 0, "completion_tokens": 0},
@@ -145,7 +145,7 @@ def test_manifest_totals_count_tokens_failures_by_reason_and_cost():
 
 
 def test_operational_teacher_keys_stay_out_of_the_sample_fingerprint(tiny_config):
-    from distill.pipeline import fingerprints
+    from distill.runner import fingerprints
 
     base = fingerprints(tiny_config())["sample"]
     assert fingerprints(tiny_config(teacher__scale_out={"backend": "ray", "workers": 8}))["sample"] == base
@@ -154,7 +154,7 @@ def test_operational_teacher_keys_stay_out_of_the_sample_fingerprint(tiny_config
 
 
 def test_effort_budgets_enter_the_sample_fingerprint_only_when_set(tiny_config, tmp_path):
-    from distill.pipeline import fingerprints
+    from distill.runner import fingerprints
 
     api = {"backend": "openai", "openai": {"reasoning_effort": "low", "endpoints": ["http://127.0.0.1:1/v1"]}}
     base = fingerprints(tiny_config(teacher__model="m", **{f"teacher__{k}": v for k, v in api.items()}))["sample"]

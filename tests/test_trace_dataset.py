@@ -129,7 +129,8 @@ def test_an_unreachable_hub_dataset_is_a_user_error(monkeypatch):
 
 
 def test_a_dataset_teacher_has_no_model_to_evaluate(tiny_config, tmp_path):
-    from distill.pipeline import Context, eval_models
+    from distill.eval.models import eval_models
+    from distill.stage import Context
     from distill.progress import NullReporter
     from distill.store import RunStore
 

@@ -11,7 +11,7 @@ from tests.conftest import tiny_config_dict, write_yaml
 
 def test_relaunching_a_finished_train_stage_keeps_the_model(tmp_path, teacher_cache, caplog):
     from distill.config import load_config
-    from distill.pipeline import fingerprints
+    from distill.runner import fingerprints
     from distill.store import RunStore
     from distill.students.train_entry import main
 

@@ -44,7 +44,8 @@ def sample_with(backend: str, model: str, temperature: float, count: int = 12) -
 @pytest.fixture(scope="module")
 def tiny_teacher(teacher_cache, tmp_path_factory):
     from distill.config import config_from_dict
-    from distill.pipeline import Context, teacher_path
+    from distill.stage import Context
+    from distill.teachers.models import teacher_path
     from distill.progress import NullReporter
     from distill.store import RunStore
 
