@@ -6,7 +6,9 @@ reference as a model might write it: as is, ``\\dfrac``, spaced out, ``\\left(``
 a trailing period, ...) and one incorrect one (another problem's answer from the
 same benchmark, or an integer off by one), each inside an R1-style answer text.
 
-Prints, per worker count: verifications per second (wall), per CPU-second (parent
+Pools are built as the filter's and eval's shared pool is (``warm_up=True``: each worker parses one
+answer of every common shape before its first job; that start-up CPU is not in the figures, as no
+pool start-up is).  Prints, per worker count: verifications per second (wall), per CPU-second (parent
 plus workers: "per core"), the share decided by the fast path; the 1 -> 2 worker
 speed-up on the whole mix and on distinct math-verify-bound jobs (with the speed-up
 the measured CPU time implies for free cores: on a shared machine the wall figure
@@ -98,7 +100,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def throughput(items: list, workers: int) -> dict[str, float]:
     """One timed pass over ``items`` through a fresh pool (empty parse caches, as in a real run)."""
-    with VerifierPool(workers) as pool:
+    with VerifierPool(workers, warm_up=True) as pool:  # as the filter's and eval's pool
         verify_batch([("math", "\\boxed{x+1}", "1+x")] * workers * 2, pool=pool)  # workers up and warm
         pids = pool.pids
         cpu0, wall0 = time.process_time() + cpu_seconds(pids), time.perf_counter()
@@ -126,7 +128,7 @@ def unique_jobs(count: int, seed: int) -> list[tuple[str, str]]:
 
 def scaling(workers: int, count: int = 300) -> tuple[float, float]:
     """(wall seconds, worker CPU seconds) for ``count`` distinct math-verify jobs on a warm pool."""
-    with VerifierPool(workers) as pool:
+    with VerifierPool(workers, warm_up=True) as pool:  # as the filter's and eval's pool
         pool.run(unique_jobs(20, seed=99), 5)
         pids = pool.pids
         cpu0, started = cpu_seconds(pids), time.perf_counter()
@@ -138,7 +140,7 @@ def latencies(items: list, sample: int = 600) -> tuple[float, float]:
     """Single-call latency (the verify_answer path) on a sample; fresh pool, so first-seen strings."""
     rng = random.Random(1)
     picked = rng.sample(items, min(sample, len(items)))
-    with VerifierPool(1) as pool:
+    with VerifierPool(1, warm_up=True) as pool:
         verify_batch([("math", "\\boxed{x+1}", "1+x")], pool=pool)
         times = []
         for it in picked:
@@ -179,7 +181,7 @@ def adversarial_items(count: int, seed: int = 0) -> list[tuple[str, str, str]]:
 
 def adversarial(count: int, workers: int, timeout_s: float) -> None:
     items = adversarial_items(count)
-    with VerifierPool(workers) as pool:
+    with VerifierPool(workers, warm_up=True) as pool:  # as the filter's and eval's pool
         started = time.perf_counter()
         checks = verify_batch(items, timeout_s=timeout_s, pool=pool)
         wall = time.perf_counter() - started

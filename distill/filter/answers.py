@@ -78,7 +78,9 @@ def all_boxed(text: str) -> list[str]:
 # --------------------------------------------------------------------------- multiple choice
 
 # A choice is a capital letter standing alone: "(B)", "B.", "B:", "B" -- never the article "a" or a unit "J".
-_CHOICE = r"\(?([A-J])\)?(?![A-Za-z0-9])"
+# A bare "I" followed on its line by a word or an apostrophe is the pronoun ("Answer: I am sure", "I'm"),
+# never option I; "(I)", "I." and a line ending in "I" still choose it.
+_CHOICE = r"\(?([A-HJ]|I(?![ \t]*[A-Za-z'\u2019]))\)?(?![A-Za-z0-9])"
 _BOXED_CHOICE_RE = re.compile(r"^\s*" + _CHOICE)
 _STATED_CHOICE_RE = re.compile(r"(?i:answer)(?:\s*(?i:is))?[\s:*]*" + _CHOICE)
 _LAST_LINE_CHOICE_RE = re.compile(r"^\W*" + _CHOICE + r"\W*$")
@@ -90,7 +92,7 @@ def chosen_letter(answer_text: str) -> str | None:
     Read strictly, because a loose read inflates multiple-choice scores: the letter that opens
     ``\boxed{}`` (``\boxed{\text{B. 4 J}}`` is B, not the unit J); without a box, the last
     "answer is (X)" / "Answer: X", else a final line that is only a letter. Lower-case letters never
-    count, so "I pick a value" chooses nothing.
+    count, so "I pick a value" chooses nothing, and neither does the pronoun in "Answer: I am sure".
     """
     boxed = last_boxed(answer_text)
     if boxed is not None:

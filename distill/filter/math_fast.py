@@ -16,7 +16,6 @@ _SPACING_RE = re.compile(r"\\[,;:! ]|\\left|\\right|~|\s+")
 _TEXT_RE = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox)\{([^{}]*)\}")
 _DEGREE_RE = re.compile(r"\^\{?\\circ\}?|°")
 _THOUSANDS_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
-_INT_RE = re.compile(r"-?\d{1,60}")
 _DECIMAL_RE = re.compile(r"-?(?:\d{1,60}(?:\.\d{0,60})?|\.\d{1,60})")
 _FRAC_RE = re.compile(r"(-?)(?:\\frac\{(-?\d{1,30})\}\{(\d{1,30})\}|(-?\d{1,30})/(\d{1,30}))")
 _PERCENT_RE = re.compile(r"\\?%")
@@ -67,20 +66,30 @@ def plain_number(text: str) -> Fraction | None:
 
 _NUM_TOKEN_RE = re.compile(r"\d+(?:\.\d*)?|\.\d+|\\frac|\\sqrt|\\pi|\\cdot|\\times|[-+*/^(){}\[\]]")
 _NUMERIC_CHARS_RE = re.compile(r"(?:\d|\.|\\frac|\\sqrt|\\pi|\\cdot|\\times|[-+*/^(){}\[\]])+")
+_ROUNDING = Fraction(1, 10_000)  # values closer than this (relative) may be one rounded: math-verify decides
+_MAX_POWER_BITS = 4096  # 2^{4096}: beyond any real answer, and still microseconds to compute exactly
+
+
+class _Inexact(ValueError):
+    """The expression has no exact rational value here (``\\sqrt``, ``\\pi``, a fractional power, a huge one)."""
 
 
 class _Expr:
     """A recursive-descent evaluator for constant LaTeX scalars: numbers, + - * / ^, \\frac, \\sqrt, \\pi.
 
-    Floats only, so no input can make it slow: ``9^{9^{9^9}}`` overflows at once
-    instead of computing a power for ever.  Anything else (variables, tuples, text,
-    factorials, brace-less ``\\frac12``, ``2\\frac{1}{2}`` which math-verify reads as a mixed
-    number, ``2(3)``) raises ValueError and goes to math-verify.
+    Two modes.  ``exact=True`` computes a :class:`~fractions.Fraction` (decimals read exactly,
+    integer powers only, and only up to ``_MAX_POWER_BITS`` bits) and refuses ``\\sqrt`` and ``\\pi``
+    with :class:`_Inexact`: only an exact value may call two answers equal, since a float
+    cannot tell ``2^{64}-1`` from ``2^{64}``.  ``exact=False`` computes a float, used only to
+    call two values far apart; floats overflow at once, so ``9^{9^{9^9}}`` costs nothing.
+    Anything else (variables, tuples, text, factorials, brace-less ``\\frac12``, ``2\\frac{1}{2}``
+    which math-verify reads as a mixed number, ``2(3)``) raises ValueError and goes to math-verify.
     """
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, exact: bool) -> None:
         self.tokens = _NUM_TOKEN_RE.findall(text)
         self.i = 0
+        self.exact = exact
 
     def peek(self) -> str | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -92,19 +101,19 @@ class _Expr:
         self.i += 1
         return tok
 
-    def value(self) -> float:
+    def value(self):
         result = self.expr()
         if self.peek() is not None:
             raise ValueError("trailing tokens")
         return result
 
-    def expr(self) -> float:
+    def expr(self):
         total = self.term()
         while self.peek() in ("+", "-"):
             total = total + self.term() if self.take() == "+" else total - self.term()
         return total
 
-    def term(self) -> float:
+    def term(self):
         total = self.unary()
         while True:
             tok = self.peek()
@@ -119,28 +128,38 @@ class _Expr:
             else:
                 return total
 
-    def unary(self) -> float:
+    def unary(self):
         if self.peek() in ("-", "+"):
             return -self.unary() if self.take() == "-" else self.unary()
         return self.power()
 
-    def power(self) -> float:
+    def power(self):
         base = self.atom()
-        if self.peek() == "^":
-            self.take()
-            return float(base ** self.unary())  # right-associative; OverflowError/complex caught by the caller
-        return base
+        if self.peek() != "^":
+            return base
+        self.take()
+        exponent = self.unary()  # right-associative; OverflowError/complex caught by the caller
+        if not self.exact:
+            return float(base**exponent)
+        if exponent.denominator != 1:
+            raise _Inexact("fractional power")
+        size = max(base.numerator.bit_length(), base.denominator.bit_length(), 1)
+        if abs(exponent.numerator) * size > _MAX_POWER_BITS:
+            raise _Inexact("power too large to compute exactly")
+        return base**exponent.numerator
 
-    def group(self) -> float:
+    def group(self):
         self.take("{")
         inner = self.expr()
         self.take("}")
         return inner
 
-    def atom(self) -> float:
+    def atom(self):
         tok = self.take()
         if tok[0].isdigit() or tok[0] == ".":
-            return float(tok)
+            return Fraction(tok) if self.exact else float(tok)
+        if tok in ("\\pi", "\\sqrt") and self.exact:
+            raise _Inexact(tok)
         if tok == "\\pi":
             return math.pi
         if tok == "\\frac":
@@ -160,25 +179,40 @@ class _Expr:
         raise ValueError(f"unexpected {tok!r}")
 
 
-def numeric_value(text: str) -> float | None:
-    """The value of a constant scalar in LaTeX (``\\frac{\\sqrt{3}}{2}``, ``2\\pi``), else None."""
+def _evaluate(text: str, exact: bool):
     s = normalise_answer(text)
     if not s or len(s) > 200 or not _NUMERIC_CHARS_RE.fullmatch(s):
         return None
     try:
-        value = _Expr(s).value()
+        return _Expr(s, exact).value()
     except (ValueError, ZeroDivisionError, OverflowError, TypeError):
         return None
+
+
+def exact_value(text: str) -> Fraction | None:
+    """The exact rational value of a constant in LaTeX (``2^{64}-1``, ``\\frac{3}{4}+0.25``), else None."""
+    value = _evaluate(text, exact=True)
+    return value if isinstance(value, Fraction) else None
+
+
+def numeric_value(text: str) -> float | None:
+    """The approximate value of a constant scalar in LaTeX (``\\frac{\\sqrt{3}}{2}``, ``2\\pi``), else None.
+
+    Only good for telling values apart: floats cannot decide that two answers are equal.
+    """
+    value = _evaluate(text, exact=False)
     return value if isinstance(value, float) and math.isfinite(value) else None
 
 
 def quick_check(extracted: str, reference: str) -> bool | None:
     """True/False when the answer is decidable without math-verify, None when it is not.
 
-    Correct: equal normal forms, equal plain numbers, or constant expressions with
-    equal values.  Wrong: different values, when both are integers or they differ by
-    more than math-verify's rounding could forgive (it accepts 0.333333 for 1/3), and
-    no percent sign makes 50 and 0.5 the same answer.
+    Correct only on exact equality: equal normal forms, or equal exact rational values
+    (ints and Fractions, decimals read exactly).  Wrong: two exact values written without
+    a decimal point that differ (no rounding can explain them), or two values that differ
+    more than math-verify's rounding could forgive (it accepts 0.333333 for 1/3); no
+    percent sign, which makes 50 and 0.5 the same answer.  Everything else -- ``\\sqrt``,
+    ``\\pi``, values a float cannot separate -- is math-verify's to decide.
     """
     both_assign = all(_ASSIGN_RE.match(_SPACING_RE.sub("", t.strip().strip("$"))) for t in (extracted, reference))
     a, b = normalise_answer(extracted, not both_assign), normalise_answer(reference, not both_assign)  # x=5 vs y=5
@@ -186,19 +220,56 @@ def quick_check(extracted: str, reference: str) -> bool | None:
         return True
     if both_assign:
         return None
-    x, y = plain_number(a), plain_number(b)
+    x = plain_number(a)
+    x = exact_value(a) if x is None else x
+    y = plain_number(b)
+    y = exact_value(b) if y is None else y
     if x is not None and y is not None:
         if x == y:
             return True
-        if _INT_RE.fullmatch(a) and _INT_RE.fullmatch(b) and not _has_percent(extracted, reference):
-            return False
-        return _far_apart(float(x), float(y), extracted, reference)
-    u, v = numeric_value(a), numeric_value(b)
+        if _has_percent(extracted, reference):
+            return None
+        if "." not in a and "." not in b:
+            return False  # exact and different, and no decimal that math-verify might call a rounding
+        return False if abs(x - y) > _ROUNDING * max(1, abs(x), abs(y)) else None
+    u = numeric_value(a) if x is None else _approx(x)
+    v = numeric_value(b) if y is None else _approx(y)
     if u is None or v is None:
-        return None
-    if math.isclose(u, v, rel_tol=1e-12, abs_tol=1e-15):
-        return True
+        return False if _scalar_against_structure(a, u, b, v) else None
     return _far_apart(u, v, extracted, reference)
+
+
+def _approx(value: Fraction) -> float | None:
+    try:
+        return float(value)
+    except OverflowError:  # 2^{4096}: exact, but past any float
+        return None
+
+
+_MATRIX_RE = re.compile(r"\\begin\{[pbvB]?matrix\}")
+
+
+def _is_structure(s: str) -> bool:
+    """An interval, a tuple, a union or a matrix of several entries: never equal to one number."""
+    if "\\cup" in s:
+        return True
+    if _MATRIX_RE.search(s):
+        return "&" in s or "\\\\" in s
+    if s[:1] not in "([" or s[-1:] not in ")]":
+        return False
+    depth = 0
+    for ch in s[1:-1]:
+        depth += (ch in "([{") - (ch in ")]}")
+        if depth < 0:
+            return False  # "(1)+(2)": the brackets do not enclose the whole answer
+        if ch == "," and depth == 0:
+            return True
+    return False
+
+
+def _scalar_against_structure(a: str, u: float | None, b: str, v: float | None) -> bool:
+    """One side a constant number, the other an interval/tuple/union/matrix: wrong, whatever the values."""
+    return (u is not None and _is_structure(b)) or (v is not None and _is_structure(a))
 
 
 def _has_percent(*texts: str) -> bool:
@@ -209,4 +280,4 @@ def _far_apart(x: float, y: float, extracted: str, reference: str) -> bool | Non
     """False (wrong) when two values differ beyond any rounding math-verify allows; None when it must decide."""
     if _has_percent(extracted, reference):
         return None
-    return False if abs(x - y) > 1e-4 * max(1.0, abs(x), abs(y)) else None
+    return False if abs(x - y) > float(_ROUNDING) * max(1.0, abs(x), abs(y)) else None

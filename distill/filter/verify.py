@@ -21,7 +21,8 @@ This module is the entry point; the work is done by:
 
 - :mod:`~distill.filter.answers` -- reading the boxed answer or the chosen letter, and :class:`Check`;
 - :mod:`~distill.filter.math_fast` -- the in-process fast path (:func:`quick_check`) that decides
-  plain numbers and identical spellings in microseconds;
+  identical spellings and exact rational values in microseconds -- never float closeness, which
+  would call ``2^{64}-1`` and ``2^{64}`` the same answer; everything inexact goes to math-verify;
 - :mod:`~distill.filter.math_check` -- :class:`VerifierPool`, math-verify in worker processes
   (:mod:`~distill.filter.math_worker`) that are killed at a hard deadline, since a boxed
   ``9^{9^{9^{9}}}`` can keep sympy busy for ever; a job past its timeout is ``error_infra``;
@@ -38,12 +39,12 @@ from distill.filter.answers import STATUSES, Check, all_boxed, chosen_letter, la
 from distill.filter.code_check import verify_code, verify_code_batch
 from distill.filter.math_check import (DEFAULT_TIMEOUT_S, HARD_DEADLINE_GRACE_S, VerifierPool, default_workers,
                                        run_math_jobs, shutdown)
-from distill.filter.math_fast import normalise_answer, numeric_value, plain_number, quick_check
+from distill.filter.math_fast import exact_value, normalise_answer, numeric_value, plain_number, quick_check
 from distill.filter.math_worker import math_equal as _math_equal  # noqa: F401 - tests compare the fast path with it
 
 __all__ = [
     "DEFAULT_TIMEOUT_S", "HARD_DEADLINE_GRACE_S", "MAX_ANSWER_CHARS", "STATUSES", "Check", "VerifierPool",
-    "all_boxed", "chosen_letter", "default_workers", "last_boxed", "normalise_answer", "numeric_value",
+    "all_boxed", "chosen_letter", "default_workers", "exact_value", "last_boxed", "normalise_answer", "numeric_value",
     "plain_number", "quick_check", "shutdown", "verify_answer", "verify_batch", "verify_choice", "verify_code",
     "verify_code_batch", "verify_math",
 ]
