@@ -21,11 +21,24 @@ class SplitCompletion:
 
 
 def split_reasoning(text: str, reasoning_field: str | None = None, prefilled: bool = False) -> SplitCompletion:
-    """Split a completion; an unclosed think block is all reasoning and no answer."""
+    """Split a completion; an unclosed think block is all reasoning and no answer.
+
+    With a separate reasoning field the server has already split the text at ``</think>``,
+    so the split no longer shows whether the block closed.  The answer does: a server puts
+    everything into the field until the model closes its thinking, so no answer text (and
+    no ``</think>`` in it) means the generation stopped, or was cut off, while still
+    thinking -- the same ``think_closed=False`` the inline and prefilled forms give.  A
+    model that closed its thinking and then said nothing is counted as unclosed too; it
+    has no answer either way.
+    """
     if reasoning_field is not None and reasoning_field.strip():
         # The server already separated them; the text is the answer (it may still repeat a think block).
-        answer = text.split(THINK_CLOSE, 1)[1] if THINK_CLOSE in text else text
-        return SplitCompletion(reasoning_field.strip(), answer.strip(), True)
+        stripped = text.lstrip()
+        if THINK_CLOSE in text:
+            return SplitCompletion(reasoning_field.strip(), text.split(THINK_CLOSE, 1)[1].strip(), True)
+        if stripped.startswith(THINK_OPEN):  # a think block reopened in the answer and never closed
+            return SplitCompletion(reasoning_field.strip(), "", False)
+        return SplitCompletion(reasoning_field.strip(), stripped.strip(), bool(stripped.strip()))
     body = text
     stripped = body.lstrip()
     opened = prefilled or stripped.startswith(THINK_OPEN)

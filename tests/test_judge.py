@@ -65,14 +65,14 @@ def test_judge_decides_only_what_the_rules_cannot_and_audits_disagreements():
     cfg = FilterConfig(judge=JudgeConfig(enabled=True, audit_fraction=1.0))
     result = filter_traces(traces, cfg, llm_judge=judge_for(sampler))
     reasons = [v.reason for v in result.verdicts]
-    assert reasons == ["kept", "no_answer", "kept", "wrong", "no_answer", "truncated"]
+    assert reasons == ["kept", "no_answer", "kept", "wrong", "judge_undecided", "truncated"]
     assert len(sampler.prompts) == 5 and all("Reference answer: 3" in p for p in sampler.prompts)
     audit = {row["sample_index"]: row for row in result.audit}
-    assert set(audit) == {0, 3}  # rule and judge disagree exactly there
+    assert set(audit) == {0, 3, 4}  # rule and judge disagree there, and the undecided reply is audited
     assert audit[0]["rule"] == "no_answer" and audit[0]["judge"] == "correct" and audit[0]["used"]
     assert audit[3]["rule"] == "wrong" and audit[3]["judge"] == "correct" and not audit[3]["used"]  # rule stands
     assert result.judge_stats == {"judged": 5, "audited": 2, "judge_correct": 1, "judge_incorrect": 1,
-                                  "unreadable": 1, "disagreements": 2}
+                                  "undecided": 1, "disagreements": 2}
 
 
 def test_judge_off_or_not_listed_changes_nothing():

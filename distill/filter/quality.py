@@ -41,20 +41,79 @@ def _loose(answer: str) -> str:
     return re.sub(r"^[A-Za-z]\w{0,2}=", "", s)
 
 
-def conflicting_boxes(answer_text: str) -> list[str]:
-    r"""The distinct boxed answers when the answer boxes more than one; [] when they all agree.
+def conflicting_boxes(answer_text: str, problem: str = "") -> list[str]:
+    r"""The distinct boxed answers when the answer boxes more of them than the problem asks for; [] otherwise.
 
     Two boxes agree when their loose spellings match or the fast numeric check says they
     are equal (``\frac{1}{2}`` and ``0.5``).  Boxes too different to compare cheaply
     count as disagreeing: the grader reads only the last one, so a trace that boxes
-    two candidates teaches hedging even when the last is right.
+    two candidates teaches hedging even when the last is right.  A problem that asks for
+    several values (:func:`asked_values`: "find $x$ and $y$", "the two roots") may box
+    that many; one that asks for all of its solutions may box any number.
     """
     boxes = [b for b in all_boxed(answer_text) if b.strip()]
     distinct: list[str] = []
     for box in boxes:
-        if not any(_loose(box) == _loose(d) or quick_check(box, d) is True for d in distinct):
+        if not any(_loose(box) == _loose(d) or _same_value(box, d) for d in distinct):
             distinct.append(box)
-    return distinct if len(distinct) > 1 else []
+    allowed = asked_values(problem) if len(distinct) > 1 else 1
+    return distinct if allowed is not None and len(distinct) > allowed else []
+
+
+def _same_value(a: str, b: str) -> bool:
+    """Two boxes hold one value unless the exact fast path proves them different; forms it cannot decide
+    (``2\\sqrt{2}`` and ``\\sqrt{8}``) count as the same when both are math, so a correct trace that writes
+    its answer twice is not rejected as conflicting, while two different words still conflict."""
+    verdict = quick_check(a, b)
+    if verdict is not None:
+        return verdict
+    return all(re.search(r"[\d\\^]", x) for x in (a, b))
+
+
+_COUNT_WORDS = {"both": 2, "two": 2, "three": 3, "four": 4}
+_ASK = r"\b(?:find|compute|determine|calculate|solve\s+for|what\s+are|give|list|enter|state)\s+"
+_VAR = r"(?<![\w\\])\$?\s*[A-Za-z](?:_\{?\w+\}?)?\s*\$?(?![\w(^+\-*/=])"
+_VAR_RE = re.compile(_VAR)
+_ASK_RE = re.compile(_ASK, re.IGNORECASE)
+_ASK_ALL_RE = re.compile(_ASK + r"(?:all|every|the\s+(?:roots|solutions|zeros|zeroes))\b", re.IGNORECASE)
+_ASK_COUNT_RE = re.compile(_ASK + r"(?:the\s+|all\s+)?(both|two|three|four)\s+(?:\w+\s+){0,2}?"
+                           r"(?:roots|solutions|zeros|zeroes|values|numbers|integers|answers|points)\b", re.IGNORECASE)
+_ASK_VARS_RE = re.compile(_ASK + r"(?:the\s+values?\s+of\s+)?(?:both\s+)?(" + _VAR + r"(?:\s*,\s*" + _VAR + r")*\s*,?\s*and\s+"
+                          + _VAR + ")", re.IGNORECASE)
+_EXTREMES_RE = re.compile(
+    r"\b(?:smallest|least|minimum|lowest)\b[^.?!]{0,40}?\band\b[^.?!]{0,40}?\b(?:largest|greatest|maximum|highest)\b|"
+    r"\b(?:largest|greatest|maximum|highest)\b[^.?!]{0,40}?\band\b[^.?!]{0,40}?\b(?:smallest|least|minimum|lowest)\b",
+    re.IGNORECASE)
+_ONE_OF_RE = re.compile(r"\b(?:sum|difference|product|ratio|quotient|average|mean|between|total|number)\b",
+                        re.IGNORECASE)
+_PART_RE = re.compile(r"(?:^|\s)\(([a-e])\)\s")
+
+
+def asked_values(problem: str) -> int | None:
+    """How many separate values the problem asks for: 1 unless its text says so plainly; None for "all of them".
+
+    Conservative by design, so a hedging trace is not excused by accident: only a verb
+    that asks for them ("find $x$ and $y$", "what are the two roots", "find all real
+    solutions", "determine the maximum and the minimum") or lettered parts "(a) ... (b)"
+    count, and a sentence that combines them into one value ("the sum of the two roots",
+    "the difference between the largest and smallest") stays at 1.
+    """
+    for sentence in re.split(r"(?<=[.?!])\s+", problem):
+        if _ASK_ALL_RE.search(sentence):
+            return None
+    found = 1
+    for sentence in re.split(r"(?<=[.?!])\s+", problem):
+        if (m := _ASK_COUNT_RE.search(sentence)) and not _ONE_OF_RE.search(sentence[: m.end()]):
+            found = max(found, _COUNT_WORDS[m.group(1).lower()])
+        if (m := _ASK_VARS_RE.search(sentence)) and not _ONE_OF_RE.search(sentence[: m.end()]):
+            found = max(found, len(_VAR_RE.findall(m.group(1))))
+        if (m := _EXTREMES_RE.search(sentence)) and _ASK_RE.search(sentence[: m.start()]) and \
+                not _ONE_OF_RE.search(sentence[: m.end()]):
+            found = max(found, 2)
+    parts = set(_PART_RE.findall(problem))
+    if {"a", "b"} <= parts:
+        found = max(found, len(parts))
+    return found
 
 
 # --------------------------------------------------------------------------- repetition
@@ -128,8 +187,34 @@ def tail_loop(ids: np.ndarray, max_period: int = 400, window: int = 1600) -> tup
     return best_span, best_period
 
 
+# Environments whose rows repeat by structure: matrices, arrays (synthetic division), tables.
+_TABLE_ENVS = r"array|tabular\*?|tabularx|matrix|[pbBvV]matrix|smallmatrix"
+_TABLE_RE = re.compile(r"\\begin\{(" + _TABLE_ENVS + r")\}(.{0,20000}?)\\end\{\1\}", re.DOTALL)
+_MARKDOWN_ROW_RE = re.compile(r"^[ \t]*\|.*\|[ \t]*$", re.MULTILINE)
+_SPACE_RE = re.compile(r"\s+")
+
+
+def fold_tables(text: str) -> str:
+    r"""The text with each row of a LaTeX table or matrix, and each markdown table row, written as one word.
+
+    Why: a row is a unit of meaning, not a run of words.  Split at spaces, a matrix's
+    rows of ``0 & 0 & 0`` or the coefficient row a synthetic division copies into every
+    try are long runs of the same few words, and the repetition check would call them a
+    loop.  As one word per row, a table repeats only where its rows do: the same row
+    many times over, or the same table with the same words around it again and again,
+    which is a loop and still counts as one.
+    """
+    def fold(m: re.Match[str]) -> str:
+        rows = [_SPACE_RE.sub("", row) for row in m.group(2).split("\\\\")]
+        return " ".join([f"\\begin{{{m.group(1)}}}", *[row for row in rows if row], f"\\end{{{m.group(1)}}}"])
+
+    text = _TABLE_RE.sub(fold, text)
+    return _MARKDOWN_ROW_RE.sub(lambda m: _SPACE_RE.sub("", m.group()), text)
+
+
 def repetition(text: str, n: int = 20, min_count: int = 3) -> Repetition:
-    ids = _word_ids(text)
+    """How much of the text repeats, with table rows folded into single words first (:func:`fold_tables`)."""
+    ids = _word_ids(fold_tables(text))
     if not len(ids):
         return Repetition(0, 0.0, 0, 0, 0.0)
     span, period = tail_loop(ids)

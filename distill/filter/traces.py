@@ -40,6 +40,7 @@ REASONS = (
     "language_mixing",
     "repetition",
     "error_infra",
+    "judge_undecided",
     "wrong",
     "outside_pass_rate_band",
     "over_quota",
@@ -89,15 +90,21 @@ def quality_reason(trace: Trace, cfg: FilterConfig) -> str | None:
 
 
 def reasoning_quality_reason(trace: Trace, cfg: FilterConfig) -> str | None:
-    """The quality checks after the answer's format: what a judge's "correct" for an unboxed answer cannot excuse."""
-    if cfg.reject_conflicting_answers and trace.kind == "math" and conflicting_boxes(trace.answer_text):
+    """The quality checks after the answer's format: what a judge's "correct" for an unboxed answer cannot excuse.
+
+    The reasoning and the final answer are checked each on its own: the student copies
+    both, and a short answer's loop or switch of language would vanish in a long reasoning.
+    """
+    prompt = prompt_text(trace.prompt)
+    if cfg.reject_conflicting_answers and trace.kind == "math" and conflicting_boxes(trace.answer_text, prompt):
         return "conflicting_answers"
+    parts = (trace.reasoning, trace.answer_text)
     if cfg.max_foreign_script is not None and \
-            foreign_script_fraction(prompt_text(trace.prompt), trace.reasoning) > cfg.max_foreign_script:
+            any(foreign_script_fraction(prompt, part) > cfg.max_foreign_script for part in parts):
         return "language_mixing"
     if cfg.max_repeated_fraction is not None or cfg.tail_loop_repeats is not None:
-        rep = repetition(trace.reasoning, cfg.repetition_ngram)
-        if is_looping(rep, cfg.repetition_ngram, cfg.max_repeated_fraction, cfg.tail_loop_repeats):
+        n = cfg.repetition_ngram
+        if any(is_looping(repetition(part, n), n, cfg.max_repeated_fraction, cfg.tail_loop_repeats) for part in parts):
             return "repetition"
     return None
 
@@ -167,7 +174,7 @@ def filter_traces(traces: Iterable[Trace], cfg: FilterConfig,
 
 
 # Verdicts that say nothing about how hard a problem is: the traces never got a fair hearing.
-_NO_SIGNAL = {"contaminated", "duplicate_problem", "sampling_error", "error_infra"}
+_NO_SIGNAL = {"contaminated", "duplicate_problem", "sampling_error", "error_infra", "judge_undecided"}
 
 
 def problem_pass_rates(traces: list[Trace], verdicts: list[Verdict]) -> dict[str, float]:
