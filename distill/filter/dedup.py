@@ -1,48 +1,61 @@
-"""Duplicate training problems and training problems that leak evaluation problems.
+r"""Duplicate training problems and training problems that leak evaluation problems.
 
 Why both: a problem repeated in training is over-weighted in SFT (and its traces
 crowd out others under a per-problem quota), and a training problem that is an
 evaluation problem in other words inflates every score reported on that benchmark.
 
-Three kinds of match, strongest first:
+Four kinds of match, strongest first:
 
-* ``exact`` -- the same words after normalisation (case, spacing, punctuation, ``$``).
-* ``ngram`` -- a long word n-gram shared with an evaluation problem, as in the
+* ``exact`` -- the same tokens after normalisation (case, spacing, punctuation, ``$``).
+* ``contained`` -- a problem shorter than n tokens appears whole inside the other one
+  (see :func:`find_contamination` for the rule that keeps generic short questions out).
+* ``ngram`` -- a long token n-gram shared with an evaluation problem, as in the
   DeepSeek-R1 / Open-R1 decontamination (8-grams there; 13-grams in GPT-3's).  A
   copied problem keeps long verbatim runs however it is reworded around them.
-  Problems shorter than n words are compared whole.
-* ``fuzzy`` -- MinHash LSH over word 3-gram shingles finds candidates whose
+* ``fuzzy`` -- MinHash LSH over token 3-gram shingles finds candidates whose
   estimated Jaccard similarity passes the threshold; the exact Jaccard of the
   shingle sets is then computed, so every reported score is exact.
 
-Numbers are words here, so "What is 12 + 34?" and "What is 12 + 35?" stay distinct.
+Tokens (:func:`words`): a word in scripts that separate words by spaces, one character in
+scripts that do not (Chinese, Japanese, Thai, ...), numbers ("3.6" is one token), LaTeX
+command names, operator signs, and brackets inside math (``$88 \div (4 \div 2)$`` is not
+``$88 \div 4 \div 2$``).  Numbers are tokens, so "What is 12 + 34?" and "What is 12 + 35?"
+stay distinct.
 """
 
 from __future__ import annotations
 
-import re
+import bisect
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Sequence
 
+from distill.filter.dedup_tokens import join, tokens, words  # noqa: F401 (words: the API)
 from distill.filter.math_fast import normalise_answer
 
 NUM_PERM = 128
 SHINGLE_WORDS = 3
-_WORD_RE = re.compile(r"[a-z0-9]+|[-+*/=<>^!]")
+# A problem shorter than the n-gram matches inside a longer one only with this many tokens and a number.
+MIN_CONTAINED = 3
 
 
 @dataclass(frozen=True)
 class Text:
-    """A problem as dedup sees it: an id, where it comes from, its words and (if known) its answer."""
+    """A problem as dedup sees it: an id, where it comes from, its tokens and (if known) its answer.
+
+    ``marked`` is the tokens joined by spaces with ``$`` where a math span starts or ends: a short
+    problem is found inside a longer one in that form, so ``Evaluate $i^5$.`` is not inside
+    ``Evaluate $i^5+i^{-25}$.``."""
 
     id: str
     source: str
     words: tuple[str, ...]
     answer: str = ""  # normalised reference answer; "" when unknown
+    marked: str = ""
 
     @classmethod
     def of(cls, id: str, text: str, source: str = "", answer: str = "") -> "Text":
-        return cls(id, source, tuple(words(text)), normalise_answer(answer) if answer else "")
+        toks, marked = tokens(text)
+        return cls(id, source, tuple(toks), normalise_answer(answer) if answer else "", join(marked))
 
 
 @dataclass(frozen=True)
@@ -52,8 +65,8 @@ class Match:
     train_id: str
     eval_id: str
     benchmark: str
-    kind: str  # exact | ngram | fuzzy
-    score: float  # 1.0 for exact; shared n-grams / n-grams of the shorter problem (ngram); Jaccard (fuzzy)
+    kind: str  # exact | contained | ngram | fuzzy
+    score: float  # 1.0 for exact and contained; shared n-grams / n-grams of the shorter problem (ngram); Jaccard (fuzzy)
     shared_ngrams: int = 0
     jaccard: float = 0.0
 
@@ -74,16 +87,8 @@ class Duplicate:
         return asdict(self)
 
 
-def words(text: str) -> list[str]:
-    r"""Lower-case alphanumeric runs and operator signs; other punctuation, ``$`` and backslashes vanish.
-
-    ``\frac{1}{2}`` is frac 1 2, and ``x^k, k > 0`` stays distinct from ``x^k, k < 0``.
-    """
-    return _WORD_RE.findall(text.lower())
-
-
 def ngrams(seq: Sequence[str], n: int) -> set[tuple[str, ...]]:
-    """Word n-grams; a text shorter than n words is its own single n-gram (so short problems still match whole)."""
+    """Token n-grams; a text shorter than n tokens is its own single n-gram (so short problems still match whole)."""
     if not seq:
         return set()
     if len(seq) < n:
@@ -123,6 +128,7 @@ class EvalIndex:
         self._grams: dict[tuple[str, ...], list[str]] = {}
         self._shingles: dict[str, set[str]] = {}
         self._gram_count: dict[str, int] = {}
+        self._short: dict[str, list[tuple[str, str]]] = {}  # first token -> (key, marked) of short eval problems
         for p in problems:
             key = _key(p)
             if key in self.items or not p.words:
@@ -134,6 +140,15 @@ class EvalIndex:
             for g in grams:
                 self._grams.setdefault(g, []).append(key)
             self._shingles[key] = shingles(p.words)
+            if _containable(p, ngram):
+                self._short.setdefault(p.words[0], []).append((key, _marked(p)))
+        # Every evaluation problem in one string, for finding a short training problem inside any of them.
+        self._keys = list(self.items)
+        self._starts, offset = [], 0
+        for key in self._keys:
+            self._starts.append(offset)
+            offset += len(_marked(self.items[key])) + 1
+        self._haystack = "\n".join(_marked(self.items[k]) for k in self._keys)
         self._lsh = None
         if fuzzy_threshold is not None and self.items:
             self._lsh = MinHashLSH(threshold=fuzzy_threshold, num_perm=NUM_PERM)
@@ -155,19 +170,22 @@ class EvalIndex:
             for key in self._grams.get(g, ()):
                 shared[key] = shared.get(key, 0) + 1
         exact = set(self._exact.get(problem.words, ()))
+        contained = self._contained(problem)
         fuzzy: set[str] = set()
         if self._lsh is not None and minhash is not None:
             fuzzy = set(self._lsh.query(minhash))
         if own is None:
             own = shingles(problem.words)
         out = []
-        for key in sorted(exact | set(shared) | fuzzy):
+        for key in sorted(exact | contained | set(shared) | fuzzy):
             ev = self.items[key]
             jac = jaccard(own, self._shingles[key])
             n_shared = shared.get(key, 0)
             overlap = n_shared / min(len(grams), self._gram_count[key]) if grams else 0.0
             if key in exact:
                 kind, score = "exact", 1.0
+            elif key in contained:
+                kind, score = "contained", 1.0
             elif overlap >= self.min_overlap:
                 kind, score = "ngram", overlap
             elif self.fuzzy_threshold is not None and jac >= self.fuzzy_threshold:
@@ -176,6 +194,34 @@ class EvalIndex:
                 continue  # boilerplate overlap ("... relatively prime positive integers. Find m+n.") or an LSH miss
             out.append(Match(problem.id, ev.id, ev.source, kind, round(score, 4), n_shared, round(jac, 4)))
         return out
+
+    def _contained(self, problem: Text) -> set[str]:
+        """Evaluation problems found whole inside this one, or holding this one whole (both shorter than n)."""
+        found: set[str] = set()
+        haystack = _marked(problem)
+        for token in set(problem.words):
+            found.update(key for key, needle in self._short.get(token, ()) if needle in haystack)
+        if _containable(problem, self.n):
+            at = self._haystack.find(haystack)
+            while at >= 0:
+                found.add(self._keys[bisect.bisect_right(self._starts, at) - 1])
+                at = self._haystack.find(haystack, at + 1)
+        return found
+
+
+def _containable(p: Text, n: int) -> bool:
+    """Whether a problem is specific enough to be searched for inside longer ones.
+
+    Only problems shorter than the n-gram need it (longer ones share n-grams).  "Compute $x$." and
+    "Find $x+y$." end many unrelated problems, so a contained problem needs MIN_CONTAINED tokens and a
+    number ("Compute $\\dbinom{31}{28}$." has both); the ``$`` marks in :attr:`Text.marked` keep it
+    from matching the start of a longer expression.
+    """
+    return MIN_CONTAINED <= len(p.words) < n and any(w[0].isdigit() for w in p.words)
+
+
+def _marked(p: Text) -> str:
+    return p.marked or join(p.words)
 
 
 def _key(p: Text) -> str:
@@ -194,6 +240,14 @@ def find_contamination(train: Sequence[Text], eval_problems: Iterable[Text], ngr
     and AMC, mostly through boilerplate ("can be written as m/n where m and n are
     relatively prime positive integers"); 0.5 flags 0.4%: copies, reworded copies and
     same-template siblings with other numbers.
+
+    A problem shorter than ``ngram`` tokens has no n-gram to share with a longer one, so it is also
+    searched for whole (``contained``): an evaluation problem inside a training problem, or a short
+    training problem inside an evaluation problem.  To keep generic short questions from matching
+    everything, the shorter problem needs at least ``MIN_CONTAINED`` (3) tokens and a number, and
+    its math spans must line up with the other problem's (``Text.marked``).  On shared/data, "What is
+    $a+b$?" would otherwise sit inside 15 MATH training problems; "Compute $\\dbinom{31}{28}$." and
+    "Simplify $\\sqrt{242}$." qualify, "Evaluate $i^5$." does not match "Evaluate $i^5+i^{-25}$.".
 
     ``shingle_sets`` and ``minhashes`` (one per training problem) are passed in by a caller that has
     them already, so screening shingles and hashes the training set once.
