@@ -77,6 +77,10 @@ class EvalConfig(Strict):
     max_tokens: int = Field(32768, ge=1)
     batch_size: int = Field(64, ge=1)
     seed: int = 0
+    max_verifier_failure_share: float = Field(
+        0.05, ge=0, le=1, description="the eval stage fails when the verifier could not judge more than this share "
+                                      "of one model's samples on one benchmark (no sandbox, math-verify timeouts): "
+                                      "those samples are left out of pass@1, and a score over the rest misleads")
     budget_sweep: Optional[BudgetSweepConfig] = None
 
     @model_validator(mode="after")

@@ -189,7 +189,7 @@ def load_local(bench: Benchmark, path: Path, limit: int | None = None) -> Loaded
     if not path.is_file():
         raise UserError(f"benchmark {bench.name}: file not found: {path}")
     problems = []
-    for i, row in enumerate(read_jsonl(path)):
+    for i, row in enumerate(read_jsonl(path, strict=True)):
         try:
             problems.append(uniform_row(row, i, bench.kind, bench.display, path))
         except BAD_ROW_ERRORS as exc:

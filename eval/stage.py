@@ -18,7 +18,7 @@ from distill.errors import UserError
 from distill.problems import heldout_name
 from distill.records import write_jsonl_atomic
 from distill.stage import Context, StageBase, StageOutcome
-from distill.store import write_json_atomic
+from distill.store import content_hashes, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,26 @@ log = logging.getLogger(__name__)
 class EvalStage(StageBase):
     name = "eval"
     section = "eval"
-    version = "1"
+    version = "2"  # 2: harness "distill-eval 4" (unjudged samples left out, cons@k on equivalence classes, t CI)
     upstream = ("sample", "train", "export")
+
+    def fingerprint_input(self, config: Any) -> dict[str, Any]:
+        """The eval section, less the failure threshold (it passes or fails a result, never changes one), the
+        code sandbox's limits once they differ from the defaults (they decide code verdicts), and the
+        benchmark files' contents."""
+        from distill.config import SandboxConfig
+
+        section = config.section("eval")
+        section.pop("max_verifier_failure_share", None)
+        out: dict[str, Any] = {"eval": section}
+        where = {"bwrap", "workers"}  # where bwrap lives and how many run at once change no verdict
+        sandbox = config.filter.sandbox.model_dump(mode="json", exclude=where)
+        if sandbox != SandboxConfig().model_dump(mode="json", exclude=where):
+            out["sandbox"] = sandbox
+        files = content_hashes([b.file for b in config.eval.benchmarks])
+        if files:  # benchmark files by content: an edited file re-runs the eval
+            out["benchmark_files"] = files
+        return out
 
     def check(self, config: Any) -> None:
         check_benchmarks(config)
@@ -149,14 +167,39 @@ def _evaluate_one(ctx: Context, sampler: Any, engine: tuple[str, str], label: st
     params = bench_params(ctx.config.eval, bench_cfg)
     task = ctx.reporter.task(f"evaluating {label} on {loaded.name}", len(loaded.problems) * params.n)
     try:
-        result = evaluate(sampler, loaded.problems, params, label, loaded.name, on_progress=task.advance)
+        result = evaluate(sampler, loaded.problems, params, label, loaded.name, on_progress=task.advance,
+                          sandbox=ctx.config.filter.sandbox)
     finally:
         task.close()
     summary = {**result.summary(), "path": path,
                "protocol": protocol_record(params, backend=engine[0], dtype=engine[1], benchmark=loaded.describe())}
-    write_jsonl_atomic(done_file.with_name(f"samples-{label}.jsonl"), result.samples)
+    samples_file = done_file.with_name(f"samples-{label}.jsonl")
+    write_jsonl_atomic(samples_file, result.samples)
+    check_verifier_failures(summary, ctx.config.eval.max_verifier_failure_share, samples_file)
     write_json_atomic(done_file, summary)
     return summary
+
+
+def check_verifier_failures(summary: dict[str, Any], limit: float, samples_file: Any) -> None:
+    """Raise UserError when the verifier could not judge more than ``limit`` of one result's samples.
+
+    Those samples are left out of pass@1, so past a few of them the number describes whichever
+    problems the verifier happened to manage (on a machine without bubblewrap, none of
+    LiveCodeBench): no score at all is truer.  The result is not recorded as finished, so a
+    resumed run evaluates it again once the cause is fixed.
+    """
+    samples, unjudged = int(summary.get("samples") or 0), int(summary.get("verifier_failed") or 0)
+    if not samples or unjudged / samples <= limit:
+        return
+    causes = summary.get("verifier_failure_causes") or {}
+    cause = next(iter(causes), "unknown")
+    hint = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) or point filter.sandbox.bwrap at it"
+            if "sandbox" in cause or "bwrap" in cause else "see the cause; math-verify needs its worker processes")
+    raise UserError(
+        f"eval: {summary.get('model')} on {summary.get('benchmark')}: the verifier could not judge {unjudged} of "
+        f"{samples} samples ({unjudged / samples:.0%}), over eval.max_verifier_failure_share ({limit:.0%}); "
+        f"cause: {cause}" + (f" (and {len(causes) - 1} other causes)" if len(causes) > 1 else "")
+        + f". Fix it ({hint}) and run again; the samples, each with its verifier status, are in {samples_file}")
 
 
 def _write_results(ctx: Context, grid: dict[str, Any], results: dict[str, Any], delta: dict[str, Any],

@@ -123,7 +123,25 @@ def r1_distill_table(grid: Grid, student_model: str) -> str:
                          f"{DEEPSEEK_LCB_WINDOW}, and this column's window differs.")
     else:
         notes += ["", "No column matches a benchmark of DeepSeek's R1-Distill table, so no published rows."]
-    notes.append("pass@1 in %, mean over k samples per problem, 95% CI over problems in brackets; truncated "
-                 "samples count as wrong.")
+    notes += _method_notes(grid)
     table = markdown_table(headers, rows, numeric=range(1, len(headers)))
     return "\n".join([table, *notes]) + "\n"
+
+
+CI_METHODS = {"t": "Student's t distribution over the per-problem means",
+              "bootstrap": "a seeded percentile bootstrap over the per-problem means"}
+
+
+def _method_notes(grid: Grid) -> list[str]:
+    """How the numbers were made: the interval's method (from the summaries), truncation, unjudged samples."""
+    summaries = [s for per_bench in grid.values() for s in per_bench.values()]
+    methods = sorted({s.get("ci_method") or "z" for s in summaries})
+    how = "; ".join(CI_METHODS.get(m, "a normal (z) approximation, from an older harness") for m in methods)
+    notes = [f"pass@1 in %, mean over k samples per problem, its 95% interval over problems in brackets "
+             f"({how}); truncated samples count as wrong."]
+    unjudged = [f"{model} on {bench}: {s['verifier_failed']} of {s.get('samples', '?')}"
+                for model, per_bench in grid.items() for bench, s in per_bench.items() if s.get("verifier_failed")]
+    if unjudged:
+        notes.append("Samples the verifier could not judge (no sandbox, math-verify timeouts) are left out of "
+                     "pass@1 and cons@k: " + "; ".join(unjudged) + ".")
+    return notes

@@ -118,10 +118,14 @@ def test_pass_at_1_and_interval_by_hand():
     correct = [[True, True, False, False], [True, True, True, True], [False, False, False, False]]
     mean, low, high = pass_at_1(correct)
     assert mean == pytest.approx(0.5)  # (0.5 + 1 + 0) / 3
-    # per-problem means 0.5, 1, 0: sample sd = 0.5, se = 0.5/sqrt(3)
-    half = 1.959963984540054 * 0.5 / 3**0.5
+    # per-problem means 0.5, 1, 0: sample sd = 0.5, se = 0.5/sqrt(3), t with 2 degrees of freedom
+    half = 4.302652729911275 * 0.5 / 3**0.5
     assert low == pytest.approx(max(0.0, 0.5 - half))
     assert high == pytest.approx(min(1.0, 0.5 + half))
+    narrow = [[True, False]] * 10 + [[True, True]] * 10  # 20 problems: the interval stays inside [0, 1]
+    mean, low, high = pass_at_1(narrow)
+    half = 2.093024054408263 * (sum((m - 0.75) ** 2 for m in [0.5] * 10 + [1.0] * 10) / 19) ** 0.5 / 20 ** 0.5
+    assert (low, high) == (pytest.approx(0.75 - half), pytest.approx(0.75 + half))
 
 
 def test_cons_at_k_majority():

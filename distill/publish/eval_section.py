@@ -81,14 +81,25 @@ def _result_row(r: dict[str, Any], canonical: str | None, published: tuple[Any, 
     return row
 
 
+# the summary's ci_method (distill.eval.scoring); summaries from before it have none and used z
+_CI_METHODS = {"t": "Student's t distribution", "bootstrap": "a seeded percentile bootstrap"}
+
+
 def _protocol_note(sec: Section, rows: list[dict[str, Any]]) -> None:
     params = next((r.get("params") for r in rows if r.get("params")), {}) or {}
     if params:
+        methods = sorted({_CI_METHODS.get(r.get("ci_method") or "", "a normal (z) approximation") for r in rows})
         sec.note("protocol: pass@1 is the mean over k={n} samples per problem at temperature {t}, top-p {p}, "
-                 "max {m} tokens; the interval is a 95% CI over problems; cons@k is majority vote over the k "
-                 "samples; a truncated sample counts as wrong.".format(
+                 "max {m} tokens; the interval is a 95% interval over problems ({ci} over the per-problem means); "
+                 "cons@k is majority vote over the k samples, equivalent answers voting together; a truncated "
+                 "sample counts as wrong.".format(
                      n=params.get("n", "?"), t=params.get("temperature", "?"), p=params.get("top_p", "?"),
-                     m=fmt_int(params.get("max_tokens"))))
+                     m=fmt_int(params.get("max_tokens")), ci=" or ".join(methods)))
+    unjudged = [f"{r['model']} on {r['benchmark']}: {fmt_int(r['verifier_failed'])} of {fmt_int(r.get('samples'))}"
+                for r in rows if r.get("verifier_failed")]
+    if unjudged:
+        sec.note("samples the verifier could not judge (no sandbox, math-verify timeouts) are left out of pass@1 "
+                 "and cons@k: " + "; ".join(unjudged) + ".", "warn")
 
 
 def eval_section(run: RunFolder) -> Section:
