@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run_dir")
     show.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    gc = sub.add_parser("gc", help="list, then delete, the stage versions of a run folder no stage uses (never "
+                                   "the trace store)")
+    gc.add_argument("run_dir", help="a run folder")
+    gc.add_argument("--yes", action="store_true", help="delete without asking")
+
     rep = sub.add_parser("report", help="write report.html and report.md (charts, eval table) for a run folder")
     rep.add_argument("run_dir")
     rep.add_argument("--out", metavar="DIR", help="folder to write the report into (default: RUN_DIR/report)")
@@ -93,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        commands = {"validate": _validate, "show": _show, "check-template": _check_template, "plan": _plan,
+        commands = {"validate": _validate, "show": _show, "gc": _gc, "check-template": _check_template, "plan": _plan,
                     "report": _report, "teacher": _teacher}
         return commands.get(args.command, _run)(args, console)
     except UserError as exc:
@@ -114,8 +119,12 @@ def _validate(args: argparse.Namespace, console) -> int:
     config = load_config(args.config, args.overrides)
     from distill.runner import check_all
 
-    check_all(config)  # every stage's static checks (light: no torch, no datasets)
+    # every stage's static checks and the files the config names (light: no torch, no datasets); what is not
+    # on this machine (a recipe's data/ prepared on the cluster) is listed, and `distill run` refuses it
+    missing = check_all(config, missing_ok=True)
     console.print(f"{args.config}: ok (run folder {config.run_dir})", highlight=False)
+    for line in missing:
+        console.print(f"not here (`distill run` needs it): {line}", highlight=False, markup=False, soft_wrap=True)
     return EXIT_OK
 
 
@@ -177,6 +186,31 @@ def _show(args: argparse.Namespace, console) -> int:
     return EXIT_OK
 
 
+def _gc(args: argparse.Namespace, console) -> int:
+    """Unused stage versions: listed with their sizes, deleted after a yes (``--yes``, or typed at a terminal)."""
+    from distill.run_gc import remove, unused_versions
+    from distill.run_lock import run_lock
+
+    with run_lock(Path(args.run_dir), exclusive=True):  # never while a run uses the folder
+        unused = unused_versions(Path(args.run_dir))
+        if not unused:
+            console.print(f"{args.run_dir}: nothing to remove", highlight=False)
+            return EXIT_OK
+        for item in unused:
+            console.print(f"  {item.stage:<7} {item.folder}  {item.size_bytes / 1e6:,.1f} MB", highlight=False)
+        total = sum(item.size_bytes for item in unused) / 1e6
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise UserError(f"gc: {len(unused)} unused stage version(s), {total:,.1f} MB; "
+                                "run again with --yes to delete them")
+            if input(f"delete these {len(unused)} folder(s), {total:,.1f} MB? [y/N] ").strip().lower() != "y":
+                console.print("nothing deleted", highlight=False)
+                return EXIT_OK
+        freed = remove(unused)
+    console.print(f"deleted {len(unused)} unused stage version(s), {freed / 1e6:,.1f} MB", highlight=False)
+    return EXIT_OK
+
+
 def _report(args: argparse.Namespace, console) -> int:
     from distill.publish.report import write_report
 
@@ -199,8 +233,12 @@ def _teacher(args: argparse.Namespace, console) -> int:
 
     with RichReporter(console) as reporter:
         info = sample_partition(config, index, count, reporter)
-    console.print(f"shard {index}/{count}: sampled {info.get('sampled_shards', 0)} chunk(s) of {info.get('shards')} "
-                  f"in {config.run_dir}", highlight=False, soft_wrap=True)
+    if info.get("already_done"):
+        console.print(f"shard {index}/{count}: the sample stage of {config.run_dir} is already done", highlight=False,
+                      soft_wrap=True)
+    else:
+        console.print(f"shard {index}/{count}: sampled {info.get('sampled_traces', 0)} trace(s), reused "
+                      f"{info.get('reused_traces', 0)}, in {info.get('store')}", highlight=False, soft_wrap=True)
     return EXIT_OK
 
 

@@ -71,7 +71,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(_read_text(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
@@ -83,6 +83,20 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     for item in overrides or []:
         apply_override(raw, item)
     return config_from_dict(raw, origin=str(path))
+
+
+def _read_text(path: Path) -> str:
+    """The config's text; a file saved in another encoding is named with the line to fix, not a traceback."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}: line {line} is not UTF-8 (byte 0x{data[exc.start]:02x}); save the config as "
+                          "UTF-8") from None
 
 
 def config_from_dict(raw: dict[str, Any], origin: str = "config") -> RunConfig:

@@ -13,19 +13,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from distill.errors import UserError
-from distill.records import Problem, read_jsonl
+from distill.records import Problem, read_jsonl_lines
 
 if TYPE_CHECKING:
     from distill.config import ProblemsConfig, RunConfig
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 CHOICE_INSTRUCTION = "Please reason step by step, and put the letter of your final answer within \\boxed{}."
+# The code verifier reads the last fenced ```python block (distill.filter.code_tests.extract_code), so a code
+# problem asks for exactly that; a boxed answer would contradict the problem's own code-block instruction.
+CODE_INSTRUCTION = "Please reason step by step, then give your complete solution as a single Python code block."
+_INSTRUCTIONS = {"multiple_choice": CHOICE_INSTRUCTION, "code": CODE_INSTRUCTION}
 
 
 def build_prompt(problem: Problem) -> list[dict[str, str]]:
     """The chat prompt for a problem, following DeepSeek's advice for R1: no system prompt,
-    the instruction after the problem, the final answer in ``\\boxed{}``."""
-    instruction = CHOICE_INSTRUCTION if problem.kind == "multiple_choice" else MATH_INSTRUCTION
+    the instruction after the problem; math and multiple-choice answers in ``\\boxed{}``, code in a
+    fenced python block."""
+    instruction = _INSTRUCTIONS.get(problem.kind, MATH_INSTRUCTION)
     return [{"role": "user", "content": f"{problem.problem} {instruction}"}]
 
 
@@ -97,31 +102,44 @@ def split_train_heldout(problems: list[Problem], heldout: int) -> tuple[list[Pro
 
 
 def load_jsonl_problems(path: Path, limit: int | None = None, kind: str = "math") -> list[Problem]:
-    """Read problems in the uniform schema (``id``, ``problem``, ``answer``, ...)."""
+    """Read problems in the uniform schema (``id``, ``problem``, ``answer``, ...).
+
+    Every fault is a :class:`UserError` naming the file and line: a line that is not JSON, not UTF-8
+    or not an object, a missing field, and an id seen before (traces, verdicts and the eval are keyed
+    by problem id, so a repeated id would silently merge two problems' samples).
+    """
     if not path.is_file():
         raise UserError(f"problems file not found: {path}")
-    problems = []
-    for i, row in enumerate(read_jsonl(path)):
+    problems: list[Problem] = []
+    first_line: dict[str, int] = {}
+    for i, (number, row) in enumerate(read_jsonl_lines(path, strict=True)):
         if limit is not None and len(problems) >= limit:
             break
-        row_kind = str(row.get("kind", kind))
-        # A code problem may carry its tests instead of an answer (the tests become its reference).
-        needed = ("problem",) if row_kind == "code" and row.get("tests") is not None else ("problem", "answer")
-        missing = [k for k in needed if k not in row]
-        if missing:
-            raise UserError(f"{path}: line {i + 1} lacks field(s) {', '.join(missing)}")
-        problems.append(
-            Problem(
-                id=str(row.get("id", f"{path.stem}-{i}")),
-                problem=str(row["problem"]),
-                answer=str(row.get("answer", "") or ""),
-                kind=row_kind,
-                source=str(row.get("source", path.stem)),
-                solution=str(row.get("solution", "") or ""),
-                tests=row.get("tests"),
-            )
-        )
+        problem = _problem_from_row(row, path, i, number, kind)
+        if problem.id in first_line:
+            raise UserError(f"{path}: line {number} repeats problem id {problem.id!r} (first on line "
+                            f"{first_line[problem.id]}); give every problem its own id")
+        first_line[problem.id] = number
+        problems.append(problem)
     return problems
+
+
+def _problem_from_row(row: dict, path: Path, index: int, number: int, kind: str) -> Problem:
+    row_kind = str(row.get("kind", kind))
+    # A code problem may carry its tests instead of an answer (the tests become its reference).
+    needed = ("problem",) if row_kind == "code" and row.get("tests") is not None else ("problem", "answer")
+    missing = [k for k in needed if k not in row]
+    if missing:
+        raise UserError(f"{path}: line {number} lacks field(s) {', '.join(missing)}")
+    return Problem(
+        id=str(row.get("id", f"{path.stem}-{index}")),
+        problem=str(row["problem"]),
+        answer=str(row.get("answer", "") or ""),
+        kind=row_kind,
+        source=str(row.get("source", path.stem)),
+        solution=str(row.get("solution", "") or ""),
+        tests=row.get("tests"),
+    )
 
 
 def problem_sets(config: "RunConfig") -> tuple[list[Problem], list[Problem]]:

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TypeVar
 
+from distill.errors import UserError
+
 T = TypeVar("T")
 
 
@@ -133,18 +135,57 @@ def write_jsonl_atomic(path: Path, records: Iterable[Any]) -> int:
     return count
 
 
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield the JSON objects of a JSONL file, ignoring a torn (unterminated, unparsable) last line."""
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
+class BadJSONLError(UserError, ValueError):
+    """A JSONL file that cannot be read as one JSON object per line; the message names the file and line.
+
+    A UserError, so the CLI prints it as one line and exits 2; still a ValueError, as the json
+    module's own error was, for callers that catch that.
+    """
+
+
+def read_jsonl(path: Path, strict: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield the JSON objects of a JSONL file.
+
+    A run's own files may end in a torn (unterminated, unparsable) last line after a crash mid-write,
+    which is ignored unless ``strict``; a user's file (problems, traces) is read ``strict``, so a bad
+    last line is an error rather than a silently lost row.  Any other bad line is a :class:`BadJSONLError`.
+    """
+    for _, row in read_jsonl_lines(path, strict):
+        yield row
+
+
+def read_jsonl_lines(path: Path, strict: bool = True) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line, so a caller's own errors can name the line too."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            line = _decode_line(path, number, raw)
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                if line.endswith("\n"):
-                    raise
-                return  # a torn final line from a crash mid-write
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                if not strict and not raw.endswith(b"\n"):
+                    return  # a torn final line from a crash mid-write
+                raise BadJSONLError(f"{path}: line {number} is not valid JSON ({exc.msg} at column {exc.colno}); "
+                                    "fix or remove that line (JSON Lines: one JSON object per line)") from None
+            if not isinstance(row, dict):
+                raise BadJSONLError(f"{path}: line {number} is a JSON {_json_kind(row)}, not an object; "
+                                    "each line must be one JSON object such as {\"problem\": ..., \"answer\": ...}")
+            yield number, row
+
+
+def _decode_line(path: Path, number: int, raw: bytes) -> str:
+    """A line as text; a file saved in another encoding (Latin-1, UTF-16) is named with the line to fix."""
+    try:
+        return raw.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadJSONLError(f"{path}: line {number} is not UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} "
+                            "of the line); save it as UTF-8, e.g. `iconv -f latin1 -t utf-8`") from None
+
+
+def _json_kind(value: Any) -> str:
+    names = {list: "array", str: "string", bool: "boolean", type(None): "null", int: "number", float: "number"}
+    return names.get(type(value), type(value).__name__)
 
 
 def read_records(paths: Iterable[Path], cls: type[T]) -> list[T]:

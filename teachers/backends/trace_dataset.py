@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from distill.errors import UserError
+from distill.input_checks import DATA_SUFFIXES, looks_like_local_path
 from distill.problems import build_prompt
 from distill.records import Problem, Trace, read_jsonl
 from distill.shards import ShardStore
@@ -62,7 +63,7 @@ def load_rows(path: str, name: str | None = None, split: str = "train", limit: i
         rows = _read_file(local)
     elif local.is_dir():
         rows = _read_with_datasets(str(local), name, split)
-    elif HUB_ID.fullmatch(path):
+    elif HUB_ID.fullmatch(path) and not looks_like_local_path(path) and not path.endswith(DATA_SUFFIXES):
         rows = _read_with_datasets(path, name, split)
     else:
         raise UserError(f"teacher.dataset.path: no such file or folder: {path}")
@@ -72,11 +73,16 @@ def load_rows(path: str, name: str | None = None, split: str = "train", limit: i
 def _read_file(path: Path) -> list[dict]:
     suffix = path.suffix
     if suffix in (".jsonl", ".json"):
-        return list(read_jsonl(path))
+        return list(read_jsonl(path, strict=True))  # a bad line names the file and line; none is dropped
     if suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
+        try:
+            return pq.read_table(path).to_pylist()
+        except (pa.ArrowException, OSError) as exc:
+            raise UserError(f"teacher.dataset.path: {path}: not a readable Parquet file ({exc}); check the file "
+                            "or convert it again") from None
     raise UserError(f"teacher.dataset.path: {path.name}: expected a .jsonl or .parquet file")
 
 
@@ -146,6 +152,9 @@ def to_records(rows: Sequence[dict], columns: dict[str, str] | None = None, layo
 
 
 def _problem(row: dict, cols: dict[str, str], index: int, label: str) -> Problem:
+    if cols["problem"] not in row:  # columns are resolved from the first row; a later one may lack them
+        raise UserError(f"teacher.dataset: {label}: row {index + 1} has no {cols['problem']!r} column; give every "
+                        "row the problem column")
     pid = _text(row.get(cols["id"])) if "id" in cols else ""
     return Problem(id=pid or f"{Path(label).stem or 'row'}-{index:06d}", problem=_text(row[cols["problem"]]),
                    answer=_text(row.get(cols.get("answer", ""), "")), kind="math",
