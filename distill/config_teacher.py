@@ -102,6 +102,9 @@ class ScaleOutConfig(Strict):
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per engine, e.g. 8 for R1 at TP=8")
     max_chunk_attempts: int = Field(3, ge=1, description="a chunk whose worker died is re-queued up to this many times")
+    chunk_timeout_s: float = Field(21600.0, gt=0, description="a chunk with no result after this long (its worker's "
+                                                          "start-up included) marks the worker hung: replaced, "
+                                                          "chunk re-queued")
 
 
 class RetryTruncatedConfig(Strict):
@@ -155,6 +158,10 @@ class TeacherConfig(Strict):
     batch_size: int = Field(64, ge=1)
     shard_size: int = Field(100, ge=1, description="problems per committed shard")
     seed: int = 0
+    store: Optional[Path] = Field(None, description="the keyed trace store (default RUN_DIR/trace_store); runs "
+                                                    "may share one, and only missing traces are ever sampled")
+    max_failure_share: float = Field(0.0, ge=0, le=1, description="more failed samples than this share leave the "
+                                                                  "sample stage undone: the next run retries them")
     retry_truncated: RetryTruncatedConfig = RetryTruncatedConfig()
     scale_out: ScaleOutConfig = ScaleOutConfig()
     serve: ServeConfig = ServeConfig()

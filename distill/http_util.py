@@ -1,10 +1,14 @@
 """Small HTTP helpers shared by the Hub client and the OpenAI-compatible sampler.
 
-:func:`call_with_retries` is the project's one retry loop for HTTP calls
-(backoff with jitter, ``Retry-After`` honoured, auth and client errors never
-retried, the secret scrubbed from every message); :func:`retry_after_seconds`,
-:func:`http_failure` and :class:`RetryPolicy` are its parts, usable alone by a
-client that runs its own (e.g. async) loop.
+:func:`retry_wait` is the project's one wait policy between HTTP retries
+(exponential backoff with jitter; ``Retry-After`` honoured, capped, and spread
+after the server's time so clients told the same wait do not return in one
+wave); :func:`is_retryable_status` its status rule.  :func:`call_with_retries`
+is the synchronous retry loop built on them (the Hub client's).  The OpenAI
+sampler runs its own loop on asyncio -- a blocking ``time.sleep`` there would
+stall every other request in flight, and it moves a retry to another endpoint
+and ends in a recorded failure instead of an exception -- so what the two loops
+share is the wait and the status rule, not the loop.
 """
 
 from __future__ import annotations
@@ -62,6 +66,31 @@ def scrub_secret(text: str, secret: str | None) -> str:
 # --------------------------------------------------------------------------- #
 
 
+# Spread added after a server's Retry-After, as a share of that wait (or of the backoff base, when the
+# server said 0): 500 requests told "come back in 2 s" return over 2-2.5 s, not in the same millisecond.
+RETRY_AFTER_SPREAD = 0.25
+
+
+def retry_wait(attempt: int, retry_after: float | None, *, base: float, cap: float,
+               retry_after_cap: float | None = None, floor: float = 0.5,
+               rng: random.Random | None = None) -> float:
+    """The wait before retry ``attempt + 1`` (``attempt`` counts from 0): every client's one wait policy.
+
+    Without ``Retry-After``: exponential backoff ``d = min(cap, base * 2**attempt)``,
+    drawn uniformly from ``[floor * d, d]`` (``floor=0`` is full jitter, 0.5
+    "equal" jitter).  With it: the server's wait, clamped to ``retry_after_cap``
+    (default ``cap``) so a misbehaving proxy cannot park a run for hours, plus a
+    uniform spread of up to :data:`RETRY_AFTER_SPREAD` of it -- never earlier than
+    the server asked, because a client that comes back early is refused again.
+    """
+    draw = (rng or random).uniform
+    if retry_after is not None:
+        wait = min(max(0.0, retry_after), cap if retry_after_cap is None else retry_after_cap)
+        return wait + draw(0.0, RETRY_AFTER_SPREAD * max(wait, base))
+    delay = min(cap, base * (2**attempt))
+    return draw(floor * delay, delay)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How many times to retry a failed HTTP call and how long to wait in between.
@@ -77,16 +106,9 @@ class RetryPolicy:
     retry_after_cap: float = 300.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        """The wait before retry ``attempt + 1``: the server's Retry-After (capped), else jittered backoff."""
-        if retry_after is not None:
-            return min(retry_after, self.retry_after_cap)
-        return backoff_delay(attempt, self.backoff_base, self.backoff_max)
-
-
-def backoff_delay(attempt: int, base: float, cap: float) -> float:
-    """Exponential backoff with jitter: uniform in [d/2, d] for d = base * 2**attempt, capped."""
-    delay = min(cap, base * (2**attempt))
-    return delay / 2 + random.uniform(0, delay / 2)
+        """The wait before retry ``attempt + 1``: :func:`retry_wait` with equal jitter ([d/2, d]) for backoff."""
+        return retry_wait(attempt, retry_after, base=self.backoff_base, cap=self.backoff_max,
+                          retry_after_cap=self.retry_after_cap, floor=0.5)
 
 
 def _causes(exc: BaseException):
@@ -139,9 +161,17 @@ def is_transport_error(exc: BaseException, types: tuple[type[BaseException], ...
     return any(isinstance(cur, types) for cur in _causes(exc))
 
 
+# The statuses every client here retries: rate limited, and a server or gateway in transient trouble.
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
 def is_retryable_status(status: int | None) -> bool:
-    """429 and 5xx are the server asking to come back later; other statuses will not change on retry."""
-    return status == 429 or (status is not None and 500 <= status <= 599)
+    """429 and 5xx are the server asking to come back later; other statuses will not change on retry.
+
+    :data:`TRANSIENT_STATUSES` is the part both clients agree on; the Hub also
+    retries the rarer 5xx, the OpenAI sampler also 408 (its wire module's rule).
+    """
+    return status in TRANSIENT_STATUSES or (status is not None and 500 <= status <= 599)
 
 
 def classify_failure(exc: BaseException) -> tuple[int | None, float | None, bool]:

@@ -6,29 +6,27 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from distill.records import Trace
-from distill.shards import ShardStore
 from distill.teachers.models import sampler_options
 
 
-def sample_on_ray(teacher: Any, path: str, chunks: list, todo: list[int], params: Any, shards: ShardStore,
-                  retry: int | None, on_chunk: Callable[[int, dict], None]) -> dict[str, Any]:
-    """The pending chunks as Ray tasks; only this process commits, once per chunk."""
+def run_on_ray(teacher: Any, path: str, chunks: list, params: Any, retry: int | None,
+               commit: Callable[[int, list[Trace]], None]) -> dict[str, Any]:
+    """The chunks as Ray tasks; only this process commits, once per chunk."""
     from distill.teachers.ray_pool import RayPool
-    from distill.teachers.service import shard_stats
 
     so = teacher.scale_out
     pool = RayPool(ray_worker_specs(teacher, path), workers=so.workers, address=so.address,
                    cpus_per_worker=so.cpus_per_worker, gpus_per_worker=so.gpus_per_worker,
-                   max_chunk_attempts=so.max_chunk_attempts)
+                   max_chunk_attempts=so.max_chunk_attempts, chunk_timeout_s=so.chunk_timeout_s)
+    committed: set[int] = set()
 
-    def commit(index: int, traces: list[Trace]) -> None:
-        if index in shards.committed():  # idempotent by chunk id
-            return
-        shards.commit(index, traces)
-        on_chunk(len(chunks[index]) * params.n, shard_stats(traces))
+    def commit_once(index: int, traces: list[Trace]) -> None:
+        if index not in committed:  # idempotent by chunk: a re-queued chunk's late answer is dropped
+            committed.add(index)
+            commit(index, traces)
 
     try:
-        return pool.run(chunks, todo, params, commit, retry)
+        return pool.run(chunks, list(range(len(chunks))), params, commit_once, retry)
     finally:
         pool.close()
 

@@ -109,8 +109,8 @@ def test_four_reasoning_forms_normalise_to_the_same_trace(server):
 
 # ------------------------------------------------------------------ faults: retried, then success or failure
 
-RETRYABLE = ["429", "500", "502", "503", "504", "reset", "timeout:1.5", "malformed", "empty_choices",
-             "empty_content"]
+RETRYABLE = ["429", "500", "502", "503", "504", "reset", "malformed", "empty_choices", "empty_content"]
+# A read timeout is not retried (tests/test_http_retry_truth.py): it would regenerate the longest traces.
 
 
 @pytest.mark.parametrize("fault", RETRYABLE)
@@ -126,7 +126,6 @@ def test_transient_fault_is_retried_then_succeeds(server, fault):
     ("503", "http 503: Server overloaded"),
     ("429", "http 429: Rate limit reached"),
     ("reset", "connection error"),
-    ("timeout:1.5", "timeout after 0.3s"),
     ("malformed", "malformed json"),
     ("empty_choices", "empty choices"),
     ("empty_content", "empty completion"),
@@ -219,7 +218,7 @@ def test_backoff_is_full_jitter_within_the_exponential_cap():
     for attempt, ceiling in [(0, 1.0), (1, 2.0), (2, 4.0), (5, 10.0)]:
         delays = [sampler.retry_delay(attempt, None) for _ in range(200)]
         assert all(0 <= d <= ceiling for d in delays) and max(delays) > ceiling / 2
-    assert sampler.retry_delay(3, 2.5) == 2.5 and sampler.retry_delay(3, 99.0) == 10.0
+    assert 2.5 <= sampler.retry_delay(3, 2.5) <= 2.5 * 1.25 and 10.0 <= sampler.retry_delay(3, 99.0) <= 12.5
 
 
 # ------------------------------------------------------------------ n samples, seeds, budget

@@ -9,11 +9,16 @@ dropped connections), so this backend is built around three guarantees:
   synchronous :meth:`OpenAISampler.generate` runs that loop itself (in a helper
   thread when the caller already runs one), so it satisfies the plain Sampler
   interface.
-* **Bounded retries.**  429, 408, 500/502/503/504, timeouts, dropped or reset
-  connections, malformed JSON and empty answers are retried with exponential
-  backoff and full jitter, honouring ``Retry-After`` (seconds or HTTP date,
-  capped at ``backoff_max_s``).  Client errors (400/401/403/404/413/422, ...)
-  are never retried: the same request would fail the same way.
+* **Bounded retries.**  429, 408, 500/502/503/504, connect and pool timeouts,
+  dropped or reset connections, malformed JSON and empty answers are retried
+  after :func:`distill.http_util.retry_wait` (exponential backoff with full
+  jitter; ``Retry-After`` in seconds or an HTTP date, capped at
+  ``backoff_max_s``, with jitter after it).  Client errors
+  (400/401/403/404/413/422, ...) are never retried: the same request would fail
+  the same way.  Nor is a read timeout: a generation still running at
+  ``timeout_s`` is one of the longest traces, and a retry would regenerate it
+  only to lose it again, biasing the data toward short reasoning; it is recorded
+  as failed with reason ``timeout`` and a warning says to raise ``timeout_s``.
 * **No exception per request.**  Every sample ends as a complete
   :class:`~distill.teachers.sampling_types.Completion` or as a recorded failure
   (``finish_reason="error"``, ``error="http 401: ..."``) that the filter counts
@@ -42,6 +47,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from distill import http_util
 from distill.http_util import scrub_secret
 from distill.teachers.backends.openai_options import (  # noqa: F401 - re-exported, imported from here elsewhere
     EFFORT_MAX_TOKENS, OpenAISamplerOptions, check_reasoning_effort, effort_caps)
@@ -166,6 +172,10 @@ class OpenAISampler:
         if failed:
             log.warning("openai backend: failed samples by reason: %s",
                         ", ".join(f"{k} x{v}" for k, v in sorted(failed.items())))
+        if failed.get("timeout"):
+            log.warning("openai backend: %d sample(s) still generating after timeout_s=%gs were recorded as failed "
+                        "(reason 'timeout'), not retried, so the longest traces are not silently lost; raise "
+                        "teacher.openai.timeout_s and sample them again", failed["timeout"], self.timeout_s)
 
     def _clients(self) -> list[tuple[Any, int]]:
         """(client, connections) pairs adding up to ``max_concurrency``.
@@ -234,6 +244,10 @@ class OpenAISampler:
         """This backend's one retry loop: up to ``max_retries`` more attempts after a retryable failure,
         each after :meth:`retry_delay` (Retry-After, else full-jitter backoff), preferring another endpoint.
 
+        The wait is the project's shared :func:`distill.http_util.retry_wait`; the loop is not
+        :func:`~distill.http_util.call_with_retries` because that one blocks in ``time.sleep`` (here
+        it would stall every request in flight on this event loop), raises instead of recording a
+        failed sample, and cannot move the next attempt to another endpoint.
         Raises :class:`FatalError` when the failure is not retryable or the attempts are used up.
         """
         avoid: Endpoint | None = None
@@ -256,10 +270,11 @@ class OpenAISampler:
         raise FatalError(f"{last.reason} (gave up after {self.max_retries + 1} attempts)")
 
     def retry_delay(self, attempt: int, retry_after: float | None) -> float:
-        """The server's Retry-After when given, else full jitter: uniform(0, min(max, base * 2**attempt))."""
-        if retry_after is not None:
-            return min(retry_after, self.backoff_max_s)
-        return self._rng.uniform(0.0, min(self.backoff_max_s, self.backoff_base_s * (2 ** attempt)))
+        """The project's one wait policy (:func:`distill.http_util.retry_wait`): the server's Retry-After
+        capped at ``backoff_max_s`` plus jitter after it, else full jitter
+        ``uniform(0, min(max, base * 2**attempt))``."""
+        return http_util.retry_wait(attempt, retry_after, base=self.backoff_base_s, cap=self.backoff_max_s,
+                                    retry_after_cap=self.backoff_max_s, floor=0.0, rng=self._rng)
 
     async def _attempt(self, client: Any, endpoint: Endpoint, job: RequestJob) -> list[Completion]:
         """One POST to ``endpoint``; transport trouble becomes a :class:`RetryableError` or :class:`FatalError`."""
@@ -271,8 +286,12 @@ class OpenAISampler:
         try:
             response = await asyncio.wait_for(
                 client.post(f"{endpoint.base_url}/chat/completions", json=job.body), self.timeout_s)
+        except (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteTimeout) as exc:
+            # Before the request was delivered: nothing was generated, so trying again loses nothing.
+            raise RetryableError(f"connect timeout: {type(exc).__name__}") from None
         except (asyncio.TimeoutError, httpx.TimeoutException):
-            raise RetryableError(f"timeout after {self.timeout_s:g}s") from None
+            # A generation still running: a retry would regenerate the longest traces and drop them again.
+            raise FatalError(f"timeout: no answer within timeout_s={self.timeout_s:g}s (not retried)") from None
         except httpx.UnsupportedProtocol as exc:
             raise FatalError(self._scrub(f"bad endpoint url: {exc}")) from None
         except httpx.TransportError as exc:

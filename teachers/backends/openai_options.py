@@ -32,7 +32,11 @@ class OpenAISamplerOptions:
     ``endpoints=None`` means the local vLLM server's default URL; ``prices`` is a
     price mapping (:func:`distill.teachers.pricing.table_from_options`);
     ``effort_max_tokens`` is a mapping of caps or the path of a budget sweep's file
-    (:func:`effort_caps`).
+    (:func:`effort_caps`).  ``timeout_s`` bounds a whole response and must exceed
+    the longest generation: one still running then is recorded as failed with
+    reason ``timeout`` and not retried (a retry would regenerate the longest
+    traces and lose them again); ``backoff_max_s`` caps the backoff and a
+    server's Retry-After alike (:func:`distill.http_util.retry_wait`).
     """
 
     endpoints: Sequence[str] | None = None

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
-from distill.http_util import retry_after_seconds
+from distill.http_util import TRANSIENT_STATUSES, retry_after_seconds
 from distill.teachers.pricing import PriceTable, cost
 from distill.teachers.reasoning import THINK_CLOSE, THINK_OPEN
 from distill.teachers.sampling_types import Completion, Messages, SamplingParams
 
 # Statuses worth another try: rate limiting, request timeout and transient server trouble.
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+RETRY_STATUSES = TRANSIENT_STATUSES | {408}  # the Hub's transient statuses, and a server's request timeout
 # DeepSeek ends a request with this finish_reason when it ran out of capacity mid-generation.
 RETRY_FINISH_REASONS = frozenset({"insufficient_system_resource"})
 ERROR_SNIPPET_CHARS = 200
