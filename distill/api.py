@@ -276,7 +276,8 @@ class Run:
         return str(recorded.get(stage, {}).get("status") or "not run")
 
     def status(self, stage: str) -> str:
-        """``done``, ``running``, ``failed`` or ``not run``."""
+        """``done``, ``running``, ``incomplete`` (failed samples to retry, a push not yet uploaded), ``failed``
+        or ``not run``."""
         return self._status_in(self._recorded_stages(), stage)
 
     @property

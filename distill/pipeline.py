@@ -3,7 +3,7 @@
     sample  -> distill.teachers.stage    the teacher writes chain-of-thought traces
     filter  -> distill.filter.stage      only verified-correct, complete, clean traces are kept
     train   -> distill.students.stage    the student is fine-tuned on them
-    export  -> distill.students.stage    4-bit exports (bitsandbytes nf4, GGUF), checked in their consumers
+    export  -> distill.students.export.stage  4-bit exports (bitsandbytes nf4, GGUF), checked in their consumers
     eval    -> distill.eval.stage        DeepSeek's protocol on every model and benchmark
     push    -> distill.publish.stage     the Hub upload with an honest model card
 
@@ -21,6 +21,7 @@ from typing import Any
 from distill.config import STAGES, RunConfig, dump_config
 from distill.errors import UserError
 from distill.progress import NullReporter, Reporter
+from distill.run_lock import run_lock
 from distill.runner import Launch, check_all, fingerprints, run_in_launch, run_stage
 from distill.run_summary import build_summary
 from distill.stage import Context
@@ -39,17 +40,23 @@ def run(config: RunConfig, until: str | None = None, force: list[str] | None = N
         if name is not None and name not in STAGES:
             raise UserError(f"unknown stage {name!r}; stages are: {', '.join(STAGES)}")
     check_all(config)  # every input checked before the first expensive step
+    with run_lock(config.run_dir, exclusive=True):  # a second `distill run` here is refused, not interleaved
+        return _run_locked(config, until, force, reporter)
+
+
+def _run_locked(config: RunConfig, until: str | None, force: list[str] | None,
+                reporter: Reporter | None) -> dict[str, Any]:
+    """The run, with the run folder held: the manifest is read only once nobody else can change it."""
     store = RunStore(config.run_dir)
     (config.run_dir / "config.yaml").write_text(dump_config(config), encoding="utf-8")
     store.record_environment()
     handler = _attach_log(config.run_dir / "logs" / "run.log")
     try:
-        fps = fingerprints(config)
         forced_from = min((STAGES.index(s) for s in force or []), default=len(STAGES))
         last = STAGES.index(until) if until else len(STAGES) - 1
         ctx = Context(config, store, reporter or NullReporter())
-        for i, stage in enumerate(STAGES[: last + 1]):
-            run_stage(ctx, stage, fps, forced=i >= forced_from)
+        for i, stage in enumerate(STAGES[: last + 1]):  # fingerprints again after each stage: its output counts
+            run_stage(ctx, stage, fingerprints(config, store), forced=i >= forced_from)
         summary = build_summary(config.name, store)
         write_json_atomic(config.run_dir / "report.json", summary)
         return summary
@@ -63,12 +70,15 @@ def sample_partition(config: RunConfig, shard_index: int = 0, num_shards: int = 
     """Sample the chunks ``i % num_shards == shard_index`` of a run's sample stage (one Slurm array task).
 
     Many such processes may run at once on a shared run folder: each commits only its own chunks,
-    atomically, and none deletes anything.  The stage is left ``running`` with this config's fingerprint,
-    so a later ``distill run`` resumes it, finds every chunk committed and only checks and summarises.
+    atomically, and none deletes anything; they share the folder's lock, which a ``distill run`` needs
+    alone.  The stage is left ``running`` with this config's fingerprint, so a later ``distill run``
+    resumes it, finds every chunk committed and only checks and summarises.
     """
     if not 0 <= shard_index < num_shards:
         raise UserError(f"--shard {shard_index}/{num_shards}: the index must be in 0..{num_shards - 1}")
-    info = run_in_launch(config, "sample", Launch(partition=(shard_index, num_shards)), reporter)
+    check_all(config)  # every input checked before this task spends anything
+    with run_lock(config.run_dir, exclusive=False):  # beside other array tasks, never beside a `distill run`
+        info = run_in_launch(config, "sample", Launch(partition=(shard_index, num_shards)), reporter)
     if info.get("already_done"):
         return {"shards": info.get("shards"), "sampled_shards": 0, "already_done": True}
     return info

@@ -18,7 +18,8 @@ def build_summary(name: str, store: RunStore) -> dict[str, Any]:
     if results_path.is_file() and stages.get("eval", {}).get("status") == "done":
         results = json.loads(results_path.read_text())
         report["pass_at_1"] = {k: round(v["pass_at_1"], 4) for k, v in results.items()}
-        report["eval"] = {k: {**{f: v[f] for f in EVAL_FIELDS}, "failed": v.get("failed", 0)}
+        report["eval"] = {k: {**{f: v[f] for f in EVAL_FIELDS}, "failed": v.get("failed", 0),
+                              "verifier_failed": v.get("verifier_failed", 0)}
                           for k, v in results.items()}
         report["eval_protocol"] = next(iter(results.values()))["params"] if results else {}
         deltas_path = store.stage_dir("eval") / "deltas.json"

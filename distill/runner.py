@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from distill.errors import StageError, UserError
+from distill.input_checks import check_inputs
 from distill.progress import NullReporter, Reporter
 from distill.stage import STAGE_HOMES, Context, Stage, StageOutcome, get_stage
 from distill.store import RunStore, fingerprint
@@ -44,20 +45,32 @@ class Launch:
 ALONE = Launch()
 
 
-def fingerprints(config: "RunConfig") -> dict[str, str]:
-    """Every stage's fingerprint: its output-deciding config, its code version and its upstream fingerprints."""
+def fingerprints(config: "RunConfig", store: RunStore | None = None) -> dict[str, str]:
+    """Every stage's fingerprint: its output-deciding config (input files by content), its code version, and
+    for each upstream stage its output hash once it finished with its current fingerprint, else its
+    fingerprint (so a downstream fingerprint is final once its upstream stages have run)."""
     fps: dict[str, str] = {}
     for name in STAGE_HOMES:
         stage = get_stage(name)
         fps[name] = fingerprint(name, stage.version, stage.fingerprint_input(config),
-                                [fps[u] for u in stage.upstream])
+                                [_upstream_identity(store, u, fps[u]) for u in stage.upstream])
     return fps
 
 
-def check_all(config: "RunConfig") -> None:
-    """Every stage's static checks, before the first expensive step of a run."""
+def _upstream_identity(store: RunStore | None, name: str, fp: str) -> str:
+    entry = store.entry(name) if store is not None else {}
+    if entry.get("status") == "done" and entry.get("fingerprint") == fp and entry.get("output_hash"):
+        return entry["output_hash"]
+    return fp
+
+
+def check_all(config: "RunConfig", missing_ok: bool = False) -> list[str]:
+    """Every stage's static checks, then the files and folders the config names (distill.input_checks),
+    before the first expensive step of a run.  Returns what is missing here when ``missing_ok``
+    (``distill validate``); otherwise anything missing is an error."""
     for name in STAGE_HOMES:
         get_stage(name).check(config)
+    return check_inputs(config, missing_ok)
 
 
 def run_stage(ctx: Context, name: str, fps: dict[str, str], forced: bool = False,
@@ -80,10 +93,14 @@ def run_stage(ctx: Context, name: str, fps: dict[str, str], forced: bool = False
             raise
         raise error from exc
     seconds = time.perf_counter() - started
-    if launch.main and launch.partition is None and outcome.final:
-        store.finish(name, outcome.counts, seconds, outcome.summary)
+    if launch.main and launch.partition is None:
+        store.finish(name, outcome.counts, seconds, outcome.summary,
+                     status="done" if outcome.final else "incomplete", output_hash=outcome.output_hash)
     ctx.reporter.stage_finished(name, outcome.summary, seconds, skipped=False)
-    log.info("stage %s %s in %.1fs: %s", name, "done" if outcome.final else "partly done", seconds, outcome.summary)
+    log.info("stage %s %s in %.1fs: %s", name, "done" if outcome.final else "incomplete", seconds, outcome.summary)
+    if not outcome.final and outcome.blocking and launch.partition is None:
+        run_dir = store.run_dir
+        raise StageError(name, f"incomplete: {outcome.summary}", str(run_dir), str(run_dir / "logs" / "run.log"))
     return outcome
 
 
@@ -94,7 +111,7 @@ def run_in_launch(config: "RunConfig", stage: str, launch: Launch,
     Returns the stage's counts (the finished stage's recorded ones when it was already done)."""
     store = RunStore(config.run_dir)
     ctx = Context(config, store, reporter or NullReporter(), partition=launch.partition)
-    outcome = run_stage(ctx, stage, fingerprints(config), launch=launch)
+    outcome = run_stage(ctx, stage, fingerprints(config, store), launch=launch)
     if outcome is None:
         return {**store.entry(stage).get("counts", {}), "already_done": True,
                 "summary": store.entry(stage).get("summary", "")}
@@ -138,10 +155,8 @@ def _join(ctx: Context, name: str, fp: str) -> None:
         from distill.config import dump_config
 
         (ctx.config.run_dir / "config.yaml").write_text(dump_config(ctx.config), encoding="utf-8")
-        store.manifest["stages"][name] = {"status": "running", "fingerprint": fp}
-        store.save()
+    store.attach(name, fp, register=not entry)
     ctx.resumable = True
-    ctx.out(name).mkdir(parents=True, exist_ok=True)
 
 
 def _record_failure(ctx: Context, name: str, exc: BaseException, seconds: float, launch: Launch) -> None:

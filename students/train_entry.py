@@ -70,10 +70,18 @@ def run_train_stage(config_path: str, overrides: list[str]) -> str:
     manifest (keeping the checkpoints of an earlier attempt with the same fingerprint, so a relaunch
     resumes) and builds a toy base if needed; every process then trains; the main process marks the
     stage done, so the next ``distill run`` goes straight on to export.
+
+    The main process holds the run folder's exclusive lock from before the stage begins until it ends,
+    for the whole launch: a ``distill run`` on the folder meanwhile is refused.  The other ranks take
+    none (they would be refused by their own main process); if the main one is refused, it exits 2
+    and the launcher stops the others.
     """
+    import contextlib
+
     from accelerate import PartialState
 
     from distill.config import load_config
+    from distill.run_lock import run_lock
     from distill.runner import run_in_launch
     from distill.runner import Launch
 
@@ -84,7 +92,8 @@ def run_train_stage(config_path: str, overrides: list[str]) -> str:
     # (the trainer itself sets one up later, too late for the barrier after the main process begins)
     state = PartialState(cpu=not torch.cuda.is_available())
     launch = Launch(main=state.is_main_process, barrier=state.wait_for_everyone)
-    info = run_in_launch(config, "train", launch)
+    with run_lock(config.run_dir, exclusive=True) if state.is_main_process else contextlib.nullcontext():
+        info = run_in_launch(config, "train", launch)
     if info.get("already_done"):
         log.info("stage train skipped (fingerprint unchanged): %s is done", config.run_dir / "train")
     return info["summary"]

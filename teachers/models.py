@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
+from distill.errors import UserError
+
 if TYPE_CHECKING:
     from distill.stage import Context
 
@@ -82,3 +84,55 @@ def teacher_sampler(ctx: "Context", model: str | None = None, batch_size: int | 
     t = ctx.config.teacher
     return config_sampler(t.backend, model or teacher_path(ctx), batch_size or t.batch_size, t.dtype,
                           t.vllm.model_dump(), t.openai.model_dump())
+
+
+def teacher_output_settings(config: Any) -> dict[str, Any]:
+    """Only what changes the traces: another backend's options, and where/how fast an HTTP teacher is reached
+    (endpoints, concurrency, retries, prices, scale-out, the server's options), do not."""
+    teacher = config.section("teacher")
+    teacher["toy"].pop("cache_dir", None)
+    if teacher["model"] != "toy":
+        teacher.pop("toy")
+    for backend in ("vllm", "openai"):
+        if teacher["backend"] != backend or teacher["kind"] == "dataset":
+            teacher.pop(backend)
+    # where, how wide and how fast sampling runs, and where the traces are kept, do not change them
+    for operational in ("scale_out", "serve", "batch_size", "shard_size", "store", "max_failure_share"):
+        teacher.pop(operational)
+    if "vllm" in teacher:  # parallelism, memory share, eager mode, prefix caching and context are operational
+        quantization = teacher.pop("vllm")["quantization"]
+        if quantization:
+            teacher["vllm"] = {"quantization": quantization}
+    if teacher["kind"] != "dataset":  # defaults leave the fingerprints of runs made before these keys alone
+        teacher.pop("dataset")
+        teacher.pop("kind")
+    if not teacher["retry_truncated"]["enabled"]:
+        teacher.pop("retry_truncated")
+    if "openai" in teacher:
+        # effort_max_tokens only once set, so runs made before the key keep their fingerprints
+        teacher["openai"] = {k: teacher["openai"][k] for k in OPENAI_OUTPUT_KEYS if k in teacher["openai"]
+                             and (k != "effort_max_tokens" or teacher["openai"][k] is not None)}
+        if teacher["openai"].get("effort_max_tokens") is not None:  # by value, whether mapping or file
+            teacher["openai"]["effort_max_tokens"] = _resolved_effort_caps(teacher["openai"]["effort_max_tokens"])
+    return teacher
+
+
+def _resolved_effort_caps(spec: Any) -> dict[str, int]:
+    """The caps per level: a budget-sweep file counts by its contents, not its path."""
+    from distill.teachers.backends.openai_http import effort_caps
+
+    try:
+        return effort_caps(spec)
+    except ValueError as exc:
+        raise UserError(f"teacher.openai.effort_max_tokens: {exc}") from None
+
+
+def price_table(config: Any) -> Any:
+    """The teacher's price table when it is a priced API (teachers/pricing.py), else None."""
+    t = config.teacher
+    if t.kind != "model" or t.backend != "openai":
+        return None
+    from distill.teachers.pricing import table_from_options
+
+    prices = t.openai.prices.model_dump() if t.openai.prices else None
+    return table_from_options(prices, t.openai.served_model or t.model)

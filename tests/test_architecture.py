@@ -142,9 +142,13 @@ def test_pipeline_reads_on_one_screen():
 
 def test_an_install_adds_only_the_distill_name(tmp_path):
     """A regular (non-editable) install of this checkout puts one top-level import name in site-packages."""
-    target = tmp_path / "site"
+    import shutil
+
+    source, target = tmp_path / "src", tmp_path / "site"  # a copy, so the build leaves nothing in the checkout
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", "runs", "build", "*.egg-info", "__pycache__",
+                                                                "notebooks", "tests", "bench"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(REPO)], check=True, capture_output=True, timeout=300)
+                    "--target", str(target), str(source)], check=True, capture_output=True, timeout=300)
     names = {p.name for p in target.iterdir() if not p.name.endswith(".dist-info") and p.name != "bin"}
     assert names == {"distill"}
     dist_info = next(target.glob("distill-*.dist-info"))

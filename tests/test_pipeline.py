@@ -24,7 +24,8 @@ def test_full_tiny_run_writes_every_stage(tiny_config):
     report = run(config)
     run_dir = config.run_dir
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert [s for s in STAGES if manifest["stages"][s]["status"] == "done"] == list(STAGES)
+    assert [s for s in STAGES if manifest["stages"][s]["status"] == "done"] == list(STAGES[:-1])
+    assert manifest["stages"]["push"]["status"] == "incomplete"  # no token: written locally, uploaded later
     assert manifest["versions"]["torch"] and "transformers" in manifest["versions"]
     assert (run_dir / "config.yaml").is_file() and (run_dir / "logs" / "run.log").is_file()
     assert set(report["pass_at_1"]) == {"teacher", "student_base", "student", "student_4bit"}
@@ -90,5 +91,4 @@ def test_empty_jsonl_problem_set_is_a_user_error(tiny_config, tmp_path):
     config = tiny_config(problems__source="jsonl", problems__train_path=str(empty), problems__heldout_path=str(held))
     with pytest.raises(UserError, match="training problem set is empty"):
         run(config)
-    manifest = json.loads((config.run_dir / "manifest.json").read_text())
-    assert manifest["stages"]["sample"]["status"] == "failed"
+    assert not (config.run_dir / "manifest.json").exists()  # found before any stage began

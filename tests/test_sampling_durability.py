@@ -3,6 +3,8 @@
 The job is the real command (`distill run CONFIG --until sample`) with the toy
 teacher and one problem per chunk, so a kill can land anywhere: while the
 process starts, while a chunk is being sampled, or while one is being written.
+Chunks are committed to the run's trace store; the run's view (sample/shards) is
+written from it at the end.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ KILLS = 10
 TRAIN = 44  # 44 one-problem chunks (with 6 held out: every distinct 1-digit sum pair allowed)
 
 
-def _committed(shards) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in shards.glob("shard-*.jsonl")} if shards.is_dir() else {}
+def _committed(chunks) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in chunks.glob("*.jsonl")} if chunks.is_dir() else {}
 
 
 @pytest.mark.slow
@@ -38,25 +40,26 @@ def test_sigkill_at_ten_random_points_then_resume_is_exactly_once(tmp_path, teac
     config = write_yaml(tmp_path / "run.yaml", raw)
     teacher_model(config_from_dict(raw))  # the cached toy teacher, trained before the clock starts
     shards = tmp_path / "runs" / "tiny" / "sample" / "shards"
+    chunks = tmp_path / "runs" / "tiny" / "trace_store" / "chunks"
     rng = random.Random(20260501)
     seen: dict[str, bytes] = {}
     kills = 0
     while kills < KILLS:
-        before = len(_committed(shards))
+        before = len(_committed(chunks))
         proc = subprocess.Popen([sys.executable, "-m", "distill.cli", "run", str(config), "--until", "sample"],
                                 cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         # a random point in the work: after this run has committed 0-2 chunks, plus 0-0.3 s
         wait_for, delay = rng.randint(0, 2), rng.uniform(0.0, 0.3)
         deadline = time.time() + 90
-        while proc.poll() is None and len(_committed(shards)) < before + wait_for and time.time() < deadline:
+        while proc.poll() is None and len(_committed(chunks)) < before + wait_for and time.time() < deadline:
             time.sleep(0.01)
         time.sleep(delay)
         assert proc.poll() is None, "the job finished before it could be killed; give it more chunks"
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         kills += 1
-        now = _committed(shards)
+        now = _committed(chunks)
         for name, data in seen.items():  # a committed chunk is never rewritten or removed
             assert now.get(name) == data, f"{name} changed after it was committed"
         seen = now
@@ -72,6 +75,10 @@ def test_sigkill_at_ten_random_points_then_resume_is_exactly_once(tmp_path, teac
     assert len(keys) == len(set(keys)) == TRAIN * 2  # zero duplicates
     assert set(keys) == {(f"train-{i:05d}", s) for i in range(TRAIN) for s in range(2)}
     for name, data in seen.items():
-        assert (shards / name).read_bytes() == data
+        assert (chunks / name).read_bytes() == data
+    stored = [json.loads(line) for path in sorted(chunks.glob("*.jsonl")) for line in path.read_text().splitlines()]
+    assert len({r["trace_key"] for r in stored}) == len(stored) == TRAIN * 2  # every sample paid for once
     counts = json.loads((tmp_path / "runs" / "tiny" / "manifest.json").read_text())["stages"]["sample"]["counts"]
-    assert counts["traces"] == TRAIN * 2 and counts["resumed_shards"] == len(seen)
+    reused = sum(len(data.decode().splitlines()) for data in seen.values())
+    assert counts["traces"] == TRAIN * 2 and counts["reused_traces"] == reused
+    assert counts["sampled_traces"] == TRAIN * 2 - reused

@@ -37,18 +37,19 @@ def test_two_slurm_array_tasks_then_run_commit_every_trace_exactly_once(tmp_path
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for k in (1, 2)]
     outputs = [t.communicate(timeout=300)[0] for t in tasks]
     assert [t.returncode for t in tasks] == [0, 0], outputs
-    shards = tmp_path / "runs" / "tiny" / "sample" / "shards"
-    names = sorted(p.name for p in shards.glob("shard-*.jsonl"))
-    assert names == [f"shard-{i:05d}.jsonl" for i in range(12)]
-    assert "sampled 6 chunk(s) of 12" in outputs[0] and "sampled 6 chunk(s) of 12" in outputs[1]
+    store = tmp_path / "runs" / "tiny" / "trace_store" / "chunks"
+    stored = [r for p in sorted(store.glob("*.jsonl")) for r in read_jsonl(p)]
+    assert len({r["trace_key"] for r in stored}) == len(stored) == 24 * 2  # each task sampled its own problems
+    assert "sampled 24 trace(s)" in outputs[0] and "sampled 24 trace(s)" in outputs[1]
     done = run_cli("run", str(config), "--until", "sample")
     assert done.returncode == 0, done.stderr + done.stdout
+    shards = tmp_path / "runs" / "tiny" / "sample" / "shards"
     rows = [r for p in sorted(shards.glob("shard-*.jsonl")) for r in read_jsonl(p)]
     keys = [(r["problem_id"], r["sample_index"]) for r in rows]
     assert len(keys) == len(set(keys)) == 24 * 2
     assert set(keys) == {(f"train-{i:05d}", s) for i in range(24) for s in range(2)}
     counts = json.loads((tmp_path / "runs" / "tiny" / "manifest.json").read_text())["stages"]["sample"]["counts"]
-    assert counts["resumed_shards"] == 12 and counts["sampled_shards"] == 0  # the run only checked and summed
+    assert counts["reused_traces"] == 48 and counts["sampled_traces"] == 0  # the run only checked and summed
 
 
 def _array_env(first: int, last: int, count: int, step: int | None = None) -> dict[str, str]:

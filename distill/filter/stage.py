@@ -10,7 +10,7 @@ from distill.problems import heldout_name, load_jsonl_problems
 from distill.records import Trace, read_records, to_dict, write_jsonl_atomic
 from distill.shards import ShardStore
 from distill.stage import Context, StageBase, StageOutcome
-from distill.store import write_json_atomic
+from distill.store import files_sha256, write_json_atomic
 
 # Enters the fingerprint only when the run has code problems, so math-only runs keep theirs: bump it when the
 # sandbox's verdicts change (before "bwrap-1", every code trace was error_infra).
@@ -20,7 +20,7 @@ CODE_VERIFIER = "bwrap-1"
 class FilterStage(StageBase):
     name = "filter"
     section = "filter"
-    version = "1"
+    version = "2"
     upstream = ("sample",)
 
     def fingerprint_input(self, config: Any) -> dict[str, Any]:
@@ -47,7 +47,8 @@ class FilterStage(StageBase):
                   "contaminated_problems": len({m.train_id for m in screening.contamination}),
                   "duplicate_problems": len(screening.duplicates)}
         return StageOutcome(counts, f"kept {kept} of {result.funnel['total']} traces"
-                                    + (f" (rejected: {rejected})" if rejected else ""))
+                                    + (f" (rejected: {rejected})" if rejected else ""),
+                            output_hash=files_sha256([ctx.out("filter") / "kept.jsonl"]))
 
 
 FILTER = FilterStage()

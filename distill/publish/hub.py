@@ -11,7 +11,8 @@ The publish stage has three jobs, each in its own module:
 * **The push** (this module): :func:`push_folder` sends only files whose content
   differs from what the repo already holds, so re-running a finished push is
   free and makes no empty commit; it retries rate limits and server errors
-  (:func:`distill.http_util.call_with_retries`), never auth errors, and scrubs
+  (:func:`distill.http_util.call_with_retries`, waiting as
+  :func:`distill.http_util.retry_wait` says), never auth errors, and scrubs
   the token from every message it raises or logs.
 
 The card and upload-folder names stay importable from here
@@ -316,7 +317,7 @@ def push_folder(
         repo_type=repo_type,
         revision=revision,
         token=token,
-        policy=RetryPolicy(max_retries, backoff_base, backoff_max),  # Retry-After capped at 300 s
+        policy=RetryPolicy(max_retries, backoff_base, backoff_max),  # Retry-After capped at 300 s, then jittered
     )
     repo_url = _ensure_repo(target, private)
     hashes = {rel: _hashes(path) for rel, path in local.items()}
