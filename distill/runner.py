@@ -111,6 +111,9 @@ def run_in_launch(config: "RunConfig", stage: str, launch: Launch,
     Returns the stage's counts (the finished stage's recorded ones when it was already done)."""
     store = RunStore(config.run_dir)
     ctx = Context(config, store, reporter or NullReporter(), partition=launch.partition)
+    fps = fingerprints(config, store)
+    for upstream in get_stage(stage).upstream:  # an earlier version of an upstream stage may become current
+        store.is_done(upstream, fps[upstream])
     outcome = run_stage(ctx, stage, fingerprints(config, store), launch=launch)
     if outcome is None:
         return {**store.entry(stage).get("counts", {}), "already_done": True,
@@ -134,9 +137,7 @@ def _begin(ctx: Context, stage: Stage, fp: str, forced: bool, launch: Launch) ->
         return
     ctx.reporter.stage_started(stage.name)
     if launch.main:
-        if forced:
-            store.manifest["stages"].pop(stage.name, None)
-        ctx.resumable = store.begin(stage.name, fp)
+        ctx.resumable = store.begin(stage.name, fp, forced=forced)
         stage.prepare(ctx)
     launch.barrier()  # the other processes start once the main one has begun (and prepared) the stage
     if not launch.main:
@@ -148,14 +149,14 @@ def _join(ctx: Context, name: str, fp: str) -> None:
     """One of many concurrent array tasks: refuse another config's output, register the stage once, delete
     nothing (each task commits only its own chunks, atomically)."""
     store, entry = ctx.store, ctx.store.entry(name)
-    if entry.get("fingerprint") not in (None, fp):
-        raise UserError(f"{ctx.config.run_dir} holds {name} output of a different config; use another run name "
-                        f"or `distill run CONFIG --until {name} --force {name}` first")
-    if not entry:
+    if entry.get("status") == "running" and entry.get("fingerprint") != fp:
+        raise UserError(f"{ctx.config.run_dir} is sampling for a different config; finish or stop that job first, "
+                        "or use another run name")
+    if entry.get("fingerprint") != fp:
         from distill.config import dump_config
 
         (ctx.config.run_dir / "config.yaml").write_text(dump_config(ctx.config), encoding="utf-8")
-    store.attach(name, fp, register=not entry)
+    store.attach(name, fp, register=entry.get("fingerprint") != fp)
     ctx.resumable = True
 
 

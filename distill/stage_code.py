@@ -28,14 +28,15 @@ RECORD = Path(__file__).with_name("stage_versions.json")
 # the packages whose code decides each stage's output; the train stage's excludes the export package and the
 # planner (which only advises)
 STAGE_PACKAGES = {
-    "sample": ("distill.teachers",),
+    "sample": ("distill.teachers",),  # with distill.problems: the prompt
     "filter": ("distill.filter",),
     "train": ("distill.students",),
     "export": ("distill.students.export",),
-    "eval": ("distill.eval",),
+    "eval": ("distill.eval", "distill.filter", "distill.teachers"),  # it scores with the verifier, samples
     "push": ("distill.publish",),
 }
 EXCLUDED = ("distill.students.export", "distill.students.plan")
+EXTRA_MODULES = {"sample": ("distill.problems",), "eval": ("distill.problems",)}  # the prompt builder
 
 
 def _modules(stage: str) -> list[str]:
@@ -46,7 +47,7 @@ def _modules(stage: str) -> list[str]:
             if stage != "export" and info.name.startswith(EXCLUDED):
                 continue
             names.append(info.name)
-    return sorted(names)
+    return sorted(names + list(EXTRA_MODULES.get(stage, ())))
 
 
 def _without_docstrings(tree: ast.AST) -> ast.AST:

@@ -63,14 +63,14 @@ def content_hashes(paths: list[Any]) -> dict[str, str]:
     """Input files by content, for fingerprints: an edited file under the same path changes them, a moved
     one does not.  A folder counts by every file in it; a path that is not here (a Hub id) by its name."""
     hashes = {}
-    for raw in paths:
+    for i, raw in enumerate(paths):
         if raw is None:
             continue
         path = Path(str(raw)).expanduser()
-        if path.is_file():
-            hashes[path.name] = file_sha256(path)
+        if path.is_file():  # keyed by position too: two files of one name (aime/test.jsonl, math/test.jsonl)
+            hashes[f"{i}:{path.name}"] = file_sha256(path)
         elif path.is_dir():
-            hashes[path.name] = files_sha256(sorted(p for p in path.rglob("*") if p.is_file()))
+            hashes[f"{i}:{path.name}"] = files_sha256(sorted(p for p in path.rglob("*") if p.is_file()))
     return hashes
 
 
@@ -122,7 +122,7 @@ class RunStore:
         """Each stage's current record, read from the version its link points to (legacy folders have none)."""
         stages = {}
         for link in sorted(self.run_dir.iterdir()):
-            record = _read_record(link) if link.is_symlink() else None
+            record = _read_record(link) if link.is_symlink() and not link.name.startswith(".") else None
             if record:
                 stages[link.name] = record
         return stages
@@ -143,8 +143,9 @@ class RunStore:
     def is_done(self, stage: str, fp: str) -> bool:
         """Is a finished output of this fingerprint here?  The current one, or an earlier version kept
         beside it (which then becomes current again: going back to a config reuses its outputs)."""
-        e = self.entry(stage)
-        if e.get("status") == "done" and e.get("fingerprint") == fp and self.stage_dir(stage).is_dir():
+        e, link = self.entry(stage), self.stage_dir(stage)
+        current = not link.is_symlink() or link.resolve() == self.version_dir(stage, fp).resolve()
+        if e.get("status") == "done" and e.get("fingerprint") == fp and link.is_dir() and current:
             return True
         record = _read_record(self.version_dir(stage, fp))
         if not record or record.get("status") != "done":
@@ -154,13 +155,14 @@ class RunStore:
         self.save()
         return True
 
-    def begin(self, stage: str, fp: str) -> bool:
+    def begin(self, stage: str, fp: str, forced: bool = False) -> bool:
         """Mark ``stage`` running in its version folder; True if earlier partial work of the same fingerprint
-        may be resumed.  A finished version of the same fingerprint (a forced re-run) is set aside, not deleted."""
+        may be resumed.  A finished version of the same fingerprint, or any when ``forced``, is set aside
+        (renamed beside it until ``distill gc``), never deleted."""
         self._adopt_legacy(stage)
         target = self.version_dir(stage, fp)
         record = _read_record(target) or {}
-        resumable = record.get("status") in ("running", "failed", "incomplete")
+        resumable = not forced and record.get("status") in ("running", "failed", "incomplete")
         if target.is_dir() and not resumable:
             target.rename(target.with_name(f"{fp}.replaced-{time.strftime('%Y%m%dT%H%M%S')}"))
         self.attach(stage, fp)

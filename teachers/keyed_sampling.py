@@ -56,8 +56,13 @@ def plan_missing(store: TraceStore, identity: dict[str, Any], problems: Sequence
     """(problem, the sample indices it lacks) for every problem missing any, and how many are present."""
     missing: list[tuple[Problem, tuple[int, ...]]] = []
     present = 0
+    planned: set[bytes] = set()  # two problems with one prompt share its keys: sampled once
     for problem in problems:
         digest = prompt_digest(identity, build_prompt(problem))
+        if digest in planned:
+            present += samples
+            continue
+        planned.add(digest)
         lacking = tuple(i for i in range(samples) if store.lookup(sample_key(digest, i), budget) is None)
         present += samples - len(lacking)
         if lacking:
@@ -87,11 +92,12 @@ def adopt_earlier_traces(ctx: Context, store: TraceStore, identity: dict[str, An
     store under their keys, so upgrading never pays for them twice.  Only traces of this teacher at this
     temperature and top-p are taken, and never failures; the old folders stay as they were."""
     t = ctx.config.teacher
+    names = {model_path, t.openai.served_model or model_path}  # an API sampler names traces by its served model
     adopted: list[dict[str, Any]] = []
     for shard in sorted((ctx.config.run_dir / "versions" / "sample").glob("*/shards/shard-*.jsonl")):
         for row in read_jsonl(shard):
             sampling = row.get("sampling") or {}
-            if (row.get("teacher") != model_path or row.get("finish_reason") == "error"
+            if (row.get("teacher") not in names or row.get("finish_reason") == "error"
                     or sampling.get("temperature") != t.temperature or sampling.get("top_p") != t.top_p):
                 continue
             adopted.append({**row, "trace_key": trace_key(identity, row["prompt"], row["sample_index"]),
@@ -118,15 +124,22 @@ def _sample_groups(ctx: Context, model_path: str, store: TraceStore, identity: d
     task = ctx.reporter.task("sampling teacher traces", total)
     task.advance(present)
     meter = SamplingMeter(total, present, price_table(ctx.config))
+    # one engine for every group (loading a model per group of missing indices would repeat the load)
+    sampler = None if t.scale_out.backend == "ray" else teacher_sampler(ctx, model_path)
     try:
         for indices, group in groups.items():
             seed = int.from_bytes(hashlib.sha256(f"{t.seed}:{indices}".encode()).digest()[:4], "little")
             params = SamplingParams(n=len(indices), temperature=t.temperature, top_p=t.top_p,
                                     max_tokens=t.max_tokens, seed=seed)
             commit = _committer(store, identity, indices, lambda n, stats: task.advance(n, **meter.add(stats)))
-            _sample_chunks(ctx, model_path, plan_shards(group, t.shard_size), params, commit)
+            _sample_chunks(ctx, model_path, sampler, plan_shards(group, t.shard_size), params, commit)
+        stats = getattr(sampler, "stats", None)  # an API sampler's own bill: cache hits, off-peak discount
+        if stats is not None and getattr(sampler, "price_table", None) is not None:
+            ctx.cache["billed_usd_this_run"] = stats.cost_usd
     finally:
         task.close()
+        if sampler is not None:
+            sampler.close()
 
 
 def _committer(store: TraceStore, identity: dict[str, Any], indices: tuple[int, ...],
@@ -149,26 +162,20 @@ def _committer(store: TraceStore, identity: dict[str, Any], indices: tuple[int, 
     return commit
 
 
-def _sample_chunks(ctx: Context, model_path: str, chunks: list[list[Problem]], params: Any,
+def _sample_chunks(ctx: Context, model_path: str, sampler: Any, chunks: list[list[Problem]], params: Any,
                    commit: Callable[[int, list[Trace]], None]) -> None:
+    """The chunks through ``sampler`` in this process, or as tasks on Ray workers (``sampler`` None)."""
     t = ctx.config.teacher
     retry = t.retry_truncated.max_tokens if t.retry_truncated.enabled else None
-    if t.scale_out.backend == "ray":
+    if sampler is None:
         from distill.teachers.scale_out import run_on_ray
 
         run_on_ray(t, model_path, chunks, params, retry, commit)
         return
     from distill.teachers.service import sample_chunk
 
-    sampler = teacher_sampler(ctx, model_path)
-    try:
-        for index, chunk in enumerate(chunks):
-            commit(index, sample_chunk(index, chunk, sampler, params, retry))
-        stats = getattr(sampler, "stats", None)  # an API sampler's own bill: cache hits, off-peak discount
-        if stats is not None and getattr(sampler, "price_table", None) is not None:
-            ctx.cache["billed_usd_this_run"] = ctx.cache.get("billed_usd_this_run", 0.0) + stats.cost_usd
-    finally:
-        sampler.close()
+    for index, chunk in enumerate(chunks):
+        commit(index, sample_chunk(index, chunk, sampler, params, retry))
 
 
 def write_run_view(ctx: Context, model_path: str, problems: Sequence[Problem]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ class SampleStage(StageBase):
             k, n = ctx.partition
             info = sample_chunks(ctx, select=lambda i: i % n == k)
             info.pop("traces", None)
-            return StageOutcome(info, f"shard {k}/{n}: {info.get('sampled_shards', 0)} chunk(s) sampled", final=False)
+            return StageOutcome(info, f"shard {k}/{n}: {info.get('sampled_traces', info.get('sampled_shards', 0))} sampled", final=False)
         return _check_and_summarise(ctx, sample_chunks(ctx))
 
 
@@ -59,7 +59,20 @@ def _check_and_summarise(ctx: Context, info: dict[str, Any]) -> StageOutcome:
                                     "again: only the failed samples are sampled again", final=False)
     return StageOutcome(counts, f"{len(rows)} traces from {counts['problems']} problems "
                                 f"({totals['truncated']} truncated, {failed} failed)",
-                        output_hash=files_sha256(ShardStore(ctx.out("sample") / "shards").paths()))
+                        output_hash=_output_hash(ctx))
+
+
+def _output_hash(ctx: Context) -> str:
+    """What the stages after sampling read of it: the traces, and the problems they screen and evaluate
+    against (the held-out file by content, the problems section), so an edited held-out set re-runs them."""
+    import hashlib
+    import json
+
+    p = ctx.config.problems
+    held = content_hashes([p.heldout_path] if p.source == "jsonl" else [])
+    extra = json.dumps({"problems": ctx.config.section("problems"), "heldout": held}, sort_keys=True, default=str)
+    traces = files_sha256(ShardStore(ctx.out("sample") / "shards").paths())
+    return hashlib.sha256((traces + extra).encode()).hexdigest()
 
 
 def sample_chunks(ctx: Context, select: Callable[[int], bool] | None = None) -> dict[str, Any]:

@@ -69,8 +69,8 @@ class Entry:
     def serves(self, max_tokens: int) -> bool:
         """Would sampling this key under ``max_tokens`` give this trace?  A trace that stopped on its own
         within the budget would; a truncated one only under the very budget that cut it; a failure never."""
-        if self.finish_reason == "stop":
-            return self.completion_tokens <= max_tokens
+        if self.finish_reason == "stop":  # within its own budget, or a count estimated over it (send_n splits)
+            return self.max_tokens <= max_tokens or self.completion_tokens <= max_tokens
         if self.finish_reason == "length":
             return self.max_tokens == max_tokens
         return False
@@ -187,8 +187,10 @@ class TraceStore:
         damaged = self.folder / "damaged"
         damaged.mkdir(exist_ok=True)
         for path in (self.chunk_path(chunk), self.folder / "index" / f"{chunk}.tsv"):
-            if path.exists():
+            try:
                 os.replace(path, damaged / path.name)
+            except FileNotFoundError:  # absent, or another process set it aside first
+                pass
         log.warning("trace store %s: chunk %s set aside in damaged/ (%s); its traces will be sampled again",
                     self.folder, chunk, why)
         if forget:  # the index is read again on the next lookup, without this chunk

@@ -196,3 +196,51 @@ def test_failed_samples_leave_the_stage_undone_and_only_they_are_sampled_again(t
         assert len(server.requests) - sent == 6  # the six failed samples, nothing else
         entry = json.loads((tmp_path / "http" / "manifest.json").read_text())["stages"]["sample"]
         assert entry["status"] == "done" and entry["counts"]["failures"] == {}
+
+
+def test_two_input_files_of_one_name_count_apart(tmp_path):
+    from distill.store import content_hashes
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "test.jsonl").write_text("1\n")
+    (tmp_path / "b" / "test.jsonl").write_text("2\n")
+    before = content_hashes([tmp_path / "a" / "test.jsonl", tmp_path / "b" / "test.jsonl"])
+    (tmp_path / "b" / "test.jsonl").write_text("3\n")
+    assert len(before) == 2 and content_hashes([tmp_path / "a" / "test.jsonl", tmp_path / "b" / "test.jsonl"]) != before
+
+
+def test_which_stored_trace_serves_which_budget():
+    from distill.teachers.trace_store import Entry
+
+    assert Entry("c", 0, "stop", 1000, 400).serves(1000) and Entry("c", 0, "stop", 1000, 400).serves(500)
+    assert Entry("c", 0, "stop", 1000, 1001).serves(1000)  # an estimated count over its own budget
+    assert not Entry("c", 0, "stop", 4000, 3000).serves(1000)  # it might not have finished under 1000
+    assert Entry("c", 0, "length", 1000, 1000).serves(1000) and not Entry("c", 0, "length", 1000, 1000).serves(2000)
+    assert not Entry("c", 0, "error", 1000, 0).serves(1000)
+
+
+def test_a_forced_stage_starts_fresh_and_sets_the_old_version_aside(tmp_path):
+    from distill.store import RunStore
+
+    store = RunStore(tmp_path / "run")
+    assert store.begin("train", "fp1") is False
+    (store.stage_dir("train") / "checkpoint").write_text("half done")
+    store.fail("train", "boom", 1.0)
+    assert store.begin("train", "fp1") is True  # a failed attempt resumes
+    assert store.begin("train", "fp1", forced=True) is False  # --force: fresh, the attempt kept beside it
+    assert not (store.stage_dir("train") / "checkpoint").exists()
+    aside = [p for p in (tmp_path / "run" / "versions" / "train").iterdir() if p.name.startswith("fp1.replaced-")]
+    assert len(aside) == 1 and (aside[0] / "checkpoint").read_text() == "half done"
+
+
+def test_an_edited_heldout_file_reruns_the_filter(tiny_config, tmp_path):
+    train, held = tmp_path / "train.jsonl", tmp_path / "held.jsonl"
+    _problem_file(train, 6)
+    held.write_text(json.dumps({"id": "h", "problem": "What is 9 + 9?", "answer": "18"}) + "\n")
+    config = tiny_config(problems__source="jsonl", problems__train_path=str(train), problems__heldout_path=str(held))
+    run(config, until="filter")
+    before = json.loads((config.run_dir / "manifest.json").read_text())["stages"]["filter"]["fingerprint"]
+    held.write_text(json.dumps({"id": "h", "problem": "What is 0 + 1?", "answer": "1"}) + "\n")
+    run(config, until="filter")  # the traces are the same; the filter decontaminates against a new set
+    assert json.loads((config.run_dir / "manifest.json").read_text())["stages"]["filter"]["fingerprint"] != before
