@@ -128,7 +128,10 @@ def _sample_groups(ctx: Context, model_path: str, store: TraceStore, identity: d
     sampler = None if t.scale_out.backend == "ray" else teacher_sampler(ctx, model_path)
     try:
         for indices, group in groups.items():
-            seed = int.from_bytes(hashlib.sha256(f"{t.seed}:{indices}".encode()).digest()[:4], "little")
+            # every sample of every problem (a fresh run): the run's own seed, so the chunks are seeded as they
+            # always were and a fresh run samples what it sampled before the store; a top-up its own seed
+            seed = t.seed if indices == tuple(range(t.samples_per_problem)) else \
+                int.from_bytes(hashlib.sha256(f"{t.seed}:{indices}".encode()).digest()[:4], "little")
             params = SamplingParams(n=len(indices), temperature=t.temperature, top_p=t.top_p,
                                     max_tokens=t.max_tokens, seed=seed)
             commit = _committer(store, identity, indices, lambda n, stats: task.advance(n, **meter.add(stats)))

@@ -49,19 +49,21 @@ def test_sigkill_during_sampling_then_resume(tmp_path, teacher_cache):
     raw["teacher"]["batch_size"] = 4
     config = write_yaml(tmp_path / "run.yaml", raw)
     shards = tmp_path / "runs" / "tiny" / "sample" / "shards"
+    chunks = tmp_path / "runs" / "tiny" / "trace_store" / "chunks"  # committed here as sampled
     killed = kill_when(start_run(config, "--until", "sample"),
-                       lambda: shards.is_dir() and len(list(shards.glob("shard-*.jsonl"))) >= 3)
+                       lambda: chunks.is_dir() and len(list(chunks.glob("*.jsonl"))) >= 3)
     assert killed, "sampling finished before it could be killed; make it slower"
-    committed_before = {p.name: p.read_bytes() for p in shards.glob("shard-*.jsonl")}
+    committed_before = {p.name: p.read_bytes() for p in chunks.glob("*.jsonl")}
     finish(config, "--until", "sample")
     rows = [r for p in sorted(shards.glob("shard-*.jsonl")) for r in read_jsonl(p)]
     keys = [(r["problem_id"], r["sample_index"]) for r in rows]
     assert len(keys) == len(set(keys)) == 24 * 2
     assert set(keys) == {(f"train-{i:05d}", s) for i in range(24) for s in range(2)}
     for name, data in committed_before.items():  # committed work was kept, not redone
-        assert (shards / name).read_bytes() == data
+        assert (chunks / name).read_bytes() == data
     manifest = json.loads((tmp_path / "runs" / "tiny" / "manifest.json").read_text())
-    assert manifest["stages"]["sample"]["counts"]["resumed_shards"] >= 3
+    reused = sum(len(data.splitlines()) for data in committed_before.values())
+    assert manifest["stages"]["sample"]["counts"]["reused_traces"] >= reused >= 3 * 2 * 2
 
 
 @pytest.mark.slow
