@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from distill.records import read_jsonl
 from distill.store import write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -101,9 +100,6 @@ class TraceStore:
             if entry.serves(max_tokens):
                 return entry
         return None
-
-    def failures(self, key: str) -> int:
-        return sum(e.finish_reason == "error" for e in self.entries().get(key, []))
 
     def _load_index(self, path: Path) -> None:
         chunk = path.stem
@@ -195,10 +191,6 @@ class TraceStore:
                     self.folder, chunk, why)
         if forget:  # the index is read again on the next lookup, without this chunk
             self._entries = None
-
-    def all_records(self) -> Iterator[dict[str, Any]]:
-        for path in sorted((self.folder / "chunks").glob("*.jsonl")):
-            yield from read_jsonl(path)
 
 
 class DamagedChunk(RuntimeError):

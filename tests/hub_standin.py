@@ -674,3 +674,14 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, {}, {}
         raise _HttpError(404, f"stand-in has no route for {method} {path}")
 
+
+def point_client_at(monkeypatch, standin: "HubStandIn") -> None:
+    """Point huggingface_hub's real client at the stand-in for one test."""
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setenv("HF_ENDPOINT", standin.url)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    # constants are read when huggingface_hub is imported, possibly before this test.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)

@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hub_standin import HubStandIn  # noqa: E402
+from hub_standin import HubStandIn, point_client_at  # noqa: E402
 
 from distill.publish import hub  # noqa: E402
 
@@ -181,16 +181,6 @@ def test_the_card_states_the_protocol_and_the_k_sentence(tiny_config, monkeypatc
 # --------------------------------------------------------------------- the whole pipeline, pushed
 
 
-def _point_client_at(monkeypatch, standin: HubStandIn) -> None:
-    import huggingface_hub.constants as constants
-
-    monkeypatch.setenv("HF_ENDPOINT", standin.url)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-
-
 def test_pushed_card_of_a_trace_dataset_run_with_two_benchmarks(monkeypatch, tmp_path, teacher_cache):
     """Done-when of issue 14: the dataset as teacher with its licence, both benchmarks with k in
     ``model-index``, and huggingface_hub's own parser reads the pushed card back."""
@@ -215,7 +205,7 @@ def test_pushed_card_of_a_trace_dataset_run_with_two_benchmarks(monkeypatch, tmp
                                                                               "k": 3}])
     raw["hub"] = {"repo_id": "me/from-traces", "private": True}
     with HubStandIn(tokens=(TOKEN,)) as standin:
-        _point_client_at(monkeypatch, standin)
+        point_client_at(monkeypatch, standin)
         monkeypatch.setattr(hub, "_sleep", lambda s: None)
         monkeypatch.setenv("HF_TOKEN", TOKEN)
         run(config_from_dict(raw))

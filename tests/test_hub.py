@@ -18,7 +18,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hub_standin import HubStandIn  # noqa: E402
+from hub_standin import HubStandIn, point_client_at  # noqa: E402
 
 from distill.publish import hub  # noqa: E402
 from distill.errors import UserError  # noqa: E402
@@ -117,21 +117,10 @@ def sleeps(monkeypatch) -> list[float]:
     return waits
 
 
-def _point_client_at(monkeypatch, standin: HubStandIn) -> None:
-    import huggingface_hub.constants as constants
-
-    monkeypatch.setenv("HF_ENDPOINT", standin.url)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    # constants are read when huggingface_hub is imported, possibly before this test.
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-
-
 @pytest.fixture
 def standin(monkeypatch, sleeps):
     with HubStandIn(tokens=(TOKEN,)) as server:
-        _point_client_at(monkeypatch, server)
+        point_client_at(monkeypatch, server)
         yield server
 
 
@@ -431,7 +420,7 @@ def test_connection_errors_are_retried(monkeypatch, sleeps, upload):
 
 def test_401_is_not_retried(monkeypatch, sleeps, upload):
     with HubStandIn(tokens=("hf_someoneelse00",)) as server:
-        _point_client_at(monkeypatch, server)
+        point_client_at(monkeypatch, server)
         with pytest.raises(hub.HubError) as err:
             hub.push_folder(Path(upload["model_folder"]), REPO, TOKEN)
         assert err.value.status == 401
@@ -459,7 +448,7 @@ def test_client_errors_on_commit_are_not_retried(standin, upload, sleeps, status
 
 def test_push_follows_tree_pagination(monkeypatch, sleeps, upload):
     with HubStandIn(tokens=(TOKEN,), page_size=2) as server:
-        _point_client_at(monkeypatch, server)
+        point_client_at(monkeypatch, server)
         hub.push_folder(Path(upload["model_folder"]), REPO, TOKEN)
         second = hub.push_folder(Path(upload["model_folder"]), REPO, TOKEN)
         assert second["uploaded"] == []
@@ -472,7 +461,7 @@ def test_push_with_lfs_files(monkeypatch, sleeps, upload):
 
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     with HubStandIn(tokens=(TOKEN,), lfs_threshold=10**9) as server:
-        _point_client_at(monkeypatch, server)
+        point_client_at(monkeypatch, server)
         first = hub.push_folder(Path(upload["model_folder"]), REPO, TOKEN)
         assert "model.safetensors" in first["uploaded"]
         assert server.count("PUT", r"^/__lfs/") == 2  # model.safetensors and the .gguf
@@ -514,7 +503,7 @@ def test_token_never_leaks(monkeypatch, tmp_path, model_dir, gguf, sleeps, caplo
     dest = tmp_path / "upload"
     result = hub.write_upload_folder(dest, model_dir, make_card(), traces=make_traces(), extra={"g.gguf": gguf})
     with HubStandIn(tokens=(TOKEN,)) as server:
-        _point_client_at(monkeypatch, server)
+        point_client_at(monkeypatch, server)
         server.inject(429, r"/commit/main$", retry_after=0)
         hub.push_folder(Path(result["model_folder"]), REPO, token)
         hub.push_folder(Path(result["dataset_folder"]), "me/r1-traces", token, repo_type="dataset")
@@ -522,7 +511,7 @@ def test_token_never_leaks(monkeypatch, tmp_path, model_dir, gguf, sleeps, caplo
     texts: list[str] = []
     # A server that rejects the token and echoes it back: the worst case.
     with HubStandIn(tokens=(), echo_token_in_errors=True) as server:
-        _point_client_at(monkeypatch, server)
+        point_client_at(monkeypatch, server)
         from huggingface_hub import HfApi
         from huggingface_hub.errors import HfHubHTTPError
 
