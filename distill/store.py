@@ -61,17 +61,30 @@ def files_sha256(paths: list[Path]) -> str:
 
 def content_hashes(paths: list[Any]) -> dict[str, str]:
     """Input files by content, for fingerprints: an edited file under the same path changes them, a moved
-    one does not.  A folder counts by every file in it; a path that is not here (a Hub id) by its name."""
+    one does not.  A folder counts by every file in it; a path that is not here (a Hub id) adds nothing (its
+    name is in the config already).  Each file is hashed once per process while its size and mtime hold
+    (the pipeline fingerprints every stage again after each one runs)."""
     hashes = {}
     for i, raw in enumerate(paths):
         if raw is None:
             continue
         path = Path(str(raw)).expanduser()
         if path.is_file():  # keyed by position too: two files of one name (aime/test.jsonl, math/test.jsonl)
-            hashes[f"{i}:{path.name}"] = file_sha256(path)
+            hashes[f"{i}:{path.name}"] = _input_sha256(path)
         elif path.is_dir():
             hashes[f"{i}:{path.name}"] = files_sha256(sorted(p for p in path.rglob("*") if p.is_file()))
     return hashes
+
+
+_INPUT_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def _input_sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _INPUT_HASHES:
+        _INPUT_HASHES[key] = file_sha256(path)
+    return _INPUT_HASHES[key]
 
 
 def file_sha256(path: Path) -> str:

@@ -3,6 +3,8 @@ checks every trace, and writes what it kept, what it rejected and why."""
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 
 from distill.errors import UserError
@@ -114,8 +116,19 @@ def _has_code_problems(config: Any) -> bool:
     if p.source != "jsonl" or p.train_path is None or config.teacher.kind == "dataset":
         return False
     try:
-        return any(problem.kind == "code" for problem in load_jsonl_problems(p.train_path, limit=p.train_size))
-    except (UserError, OSError, ValueError):  # an unreadable file fails the sample stage, with its own message
+        stat = p.train_path.stat()
+    except OSError:  # an unreadable file fails the input checks, with its own message
+        return False
+    return _file_has_code(str(p.train_path), p.train_size, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_has_code(path: str, limit: int, _size: int, _mtime_ns: int) -> bool:
+    """Read once per process while the file is unchanged (size and mtime are in the cache key): the pipeline
+    fingerprints every stage again after each one runs."""
+    try:
+        return any(problem.kind == "code" for problem in load_jsonl_problems(Path(path), limit=limit))
+    except (UserError, OSError, ValueError):  # an unreadable file fails the input checks, with its own message
         return False
 
 
