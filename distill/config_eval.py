@@ -64,6 +64,43 @@ class BudgetSweepConfig(Strict):
         return self
 
 
+class CheckpointEvalConfig(Strict):
+    """Evaluate the train stage's checkpoints as they are saved, beside training (Open-R1's way): pass@1 by step."""
+
+    enabled: bool = False
+    every: int = Field(1, ge=1, description="evaluate every Nth saved checkpoint (student.save_steps apart)")
+    launcher: Literal["process", "slurm"] = Field(
+        "process", description="process: a separate local process per checkpoint; slurm: sbatch of slurm_template")
+    slurm_template: Optional[Path] = Field(
+        None, description="the sbatch script each checkpoint's evaluation is submitted as (it gets CONFIG, MODEL, "
+                          "STEP and OUT in its environment), e.g. configs/launchers/eval-checkpoint.sbatch")
+
+    @model_validator(mode="after")
+    def _check(self) -> "CheckpointEvalConfig":
+        if self.launcher == "slurm" and self.slurm_template is None:
+            raise ValueError("launcher 'slurm' needs slurm_template, e.g. configs/launchers/eval-checkpoint.sbatch")
+        return self
+
+
+class EvalServing(Strict):
+    """How eval serves one model on vLLM; unset fields come from the model itself (eval/models.py).
+
+    The teacher defaults to teacher.vllm and teacher.dtype; every other model is served as itself:
+    its own positions (up to the longest eval generation plus prompt room), the smallest tensor-
+    parallel size that divides its heads and fits its weights on plan.teacher's GPUs, and dtype auto
+    (bf16 on a GPU with bf16, fp16 on one without, float32 on CPU).
+    """
+
+    tensor_parallel_size: Optional[int] = Field(None, ge=1)
+    pipeline_parallel_size: Optional[int] = Field(None, ge=1)
+    max_model_len: Optional[int] = Field(None, ge=16, description="default: the model's positions, capped at "
+                                                                  "the longest eval generation + prompt room")
+    gpu_memory_utilization: Optional[float] = Field(None, gt=0, le=1)
+    dtype: Optional[Literal["auto", "bfloat16", "float16", "float32"]] = None
+    enforce_eager: Optional[bool] = None
+    quantization: Optional[str] = None
+
+
 class EvalConfig(Strict):
     backend: Literal["transformers", "vllm", "openai"] = "transformers"
     models: list[EvalModel] = Field(list(EVAL_MODELS[:4]), description="student_gguf and student_8bit are opt-in")
@@ -82,9 +119,27 @@ class EvalConfig(Strict):
                                       "of one model's samples on one benchmark (no sandbox, math-verify timeouts): "
                                       "those samples are left out of pass@1, and a score over the rest misleads")
     budget_sweep: Optional[BudgetSweepConfig] = None
+    extra_models: dict[str, str] = Field(
+        {}, description="label -> any model to evaluate as it is: a folder, a saved checkpoint or a Hub id "
+                        "(with models: [] nothing is sampled or trained)")
+    on_checkpoints: CheckpointEvalConfig = CheckpointEvalConfig()
+    serving: dict[str, EvalServing] = Field(
+        {}, description="model label (teacher, student_base, student, ... or an extra_models label) -> its vLLM "
+                        "serving options; unset: derived from the model (the student is served as the student)")
 
     @model_validator(mode="after")
     def _check(self) -> "EvalConfig":
+        unknown = sorted(set(self.serving) - set(EVAL_MODELS) - set(self.extra_models))
+        if unknown:
+            raise ValueError(f"serving names {unknown[0]!r}, which is neither a model label ({', '.join(EVAL_MODELS)}) "
+                             "nor an extra_models label")
+        clash = sorted(set(self.extra_models) & set(EVAL_MODELS))
+        if clash:
+            raise ValueError(f"extra_models label {clash[0]!r} is a built-in model; name it differently")
+        if any(not label.replace("-", "").replace("_", "").replace(".", "").isalnum() for label in self.extra_models):
+            raise ValueError("extra_models labels may use letters, digits, '-', '_' and '.' only")
+        if not self.models and not self.extra_models:
+            raise ValueError("nothing to evaluate: name eval.models or eval.extra_models")
         names = [b.name for b in self.benchmarks]
         if len(set(names)) != len(names):
             raise ValueError("benchmark names must be distinct")

@@ -35,6 +35,11 @@ def check_inputs(config: "RunConfig", missing_ok: bool = False) -> list[str]:
     absent = {path for path in _named_files(config) if not path.is_file()}
     _read_problem_files(config, absent)
     _read_other_files(config, absent)
+    if config.mixture is not None:  # each source's problem file and trace dataset (distill/mixture/problems.py)
+        from distill.mixture.problems import check_mixture_inputs
+
+        missing += check_mixture_inputs(config, missing_ok,
+                                        lambda path: looks_like_local_path(path) or path.endswith(DATA_SUFFIXES))
     return missing
 
 
@@ -63,6 +68,9 @@ def _model_values(config: "RunConfig") -> list[tuple[str, str | None]]:
         values.append(("teacher.openai.tokenizer", t.openai.tokenizer))
     if t.kind == "dataset":
         values.append(("teacher.dataset.tokenizer", t.dataset.tokenizer))
+    scout = t.sampling.scout if t.kind == "model" else None
+    if scout is not None and scout.backend != "openai":  # a served scout's model is the server's name for it
+        values.append(("teacher.sampling.scout.model", scout.model))
     if judge.enabled and judge.backend != "openai" and judge.model != "teacher":
         values.append(("filter.judge.model", judge.model))
     return values

@@ -53,8 +53,20 @@ def fingerprints(config: "RunConfig", store: RunStore | None = None) -> dict[str
     for name in STAGE_HOMES:
         stage = get_stage(name)
         fps[name] = fingerprint(name, stage.version, stage.fingerprint_input(config),
-                                [_upstream_identity(store, u, fps[u]) for u in stage.upstream])
+                                [_upstream_identity(store, u, fps[u]) for u in stage.upstream_for(config)])
     return fps
+
+
+def needed_stages(config: "RunConfig", target: str) -> set[str]:
+    """``target`` and every stage it needs for this config, transitively (an eval of the teacher alone needs
+    none: ``distill run --until eval`` then samples, filters and trains nothing)."""
+    needed, todo = set(), [target]
+    while todo:
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo.extend(get_stage(name).upstream_for(config))
+    return needed
 
 
 def _upstream_identity(store: RunStore | None, name: str, fp: str) -> str:
@@ -68,8 +80,11 @@ def check_all(config: "RunConfig", missing_ok: bool = False) -> list[str]:
     """Every stage's static checks, then the files and folders the config names (distill.input_checks),
     before the first expensive step of a run.  Returns what is missing here when ``missing_ok``
     (``distill validate``); otherwise anything missing is an error."""
+    from distill.scale_checks import check_scale
+
     for name in STAGE_HOMES:
         get_stage(name).check(config)
+    check_scale(config)  # the real models' shapes against the recipe's serving, precision, launch and export
     return check_inputs(config, missing_ok)
 
 
@@ -112,7 +127,7 @@ def run_in_launch(config: "RunConfig", stage: str, launch: Launch,
     store = RunStore(config.run_dir)
     ctx = Context(config, store, reporter or NullReporter(), partition=launch.partition)
     fps = fingerprints(config, store)
-    for upstream in get_stage(stage).upstream:  # an earlier version of an upstream stage may become current
+    for upstream in get_stage(stage).upstream_for(config):  # an earlier version of an upstream stage may become current
         store.is_done(upstream, fps[upstream])
     outcome = run_stage(ctx, stage, fingerprints(config, store), launch=launch)
     if outcome is None:
@@ -124,7 +139,7 @@ def run_in_launch(config: "RunConfig", stage: str, launch: Launch,
 def _require_upstream(ctx: Context, stage: Stage, fps: dict[str, str]) -> None:
     """A stage runs only on finished inputs: in ``distill run`` they were just run; a launch of one stage
     (accelerate, a Slurm task) must find them done for this config."""
-    for upstream in stage.upstream:
+    for upstream in stage.upstream_for(ctx.config):
         if not ctx.store.is_done(upstream, fps[upstream]):
             raise UserError(f"stage {upstream} of {ctx.config.run_dir} is not done for this config: run "
                             f"`distill run CONFIG --until {upstream}` first")

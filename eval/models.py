@@ -1,15 +1,19 @@
-"""The models an eval evaluates and the sampler each runs in: the teacher and the student as configured,
-the quantised artifacts in their own consumers (transformers for nf4, llama.cpp for the GGUF)."""
+"""The models an eval evaluates and the sampler each runs in: the teacher as configured, every student
+served as itself (its own context, parallelism and dtype; ``eval.serving``), the quantised artifacts in
+their own consumers (transformers for nf4, llama.cpp for the GGUF)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from distill.errors import UserError
 from distill.stage import Context
+from distill.students.arch_configs import max_positions, model_config, valid_tensor_parallel_sizes, with_rope_changes
 
 log = logging.getLogger(__name__)
 
@@ -17,12 +21,24 @@ log = logging.getLogger(__name__)
 ARTIFACT_BACKENDS = {"student_4bit": "transformers", "student_8bit": "transformers", "student_gguf": "llamacpp"}
 # tokens of chat-template text around a prompt (role markers, BOS, a prefilled <think>)
 GGUF_TEMPLATE_ALLOWANCE = 256
+# tokens a served context keeps for the prompt by default (the recipes' teacher: 34,816 = 32,768 + 2,048)
+PROMPT_ROOM_TOKENS = 2048
+# share of one GPU the weights may take when eval picks a tensor-parallel size (the rest: KV cache, activations)
+WEIGHT_SHARE = 0.5
 
 
 def _artifact_enabled(config: Any, label: str) -> bool:
     export = config.export
     return {"student_4bit": export.nf4, "student_8bit": export.int8,
             "student_gguf": export.gguf_4bit is not None}.get(label, True)
+
+
+def disabled_artifacts(config: Any) -> dict[str, str]:
+    """Models ``eval.models`` names whose export is switched off, with why: recorded as skipped, so an eval
+    table without them says so instead of leaving them out in silence."""
+    switches = {"student_4bit": "export.nf4", "student_8bit": "export.int8", "student_gguf": "export.gguf_4bit"}
+    return {label: f"not exported ({switches[label]} is off)" for label in config.eval.models
+            if label in switches and not _artifact_enabled(config, label)}
 
 
 def _gguf_4bit_path(ctx: Context) -> str:
@@ -82,12 +98,12 @@ def _longest_generation(cfg: Any) -> int:
 
 
 def eval_sampler(ctx: Context, label: str, path: str, benches: list[tuple[Any, Any]]) -> tuple[Any, str, str]:
-    """(sampler, backend, dtype) for one model: quantised artifacts run in their own consumer."""
+    """(sampler, backend, dtype) for one model: quantised artifacts run in their own consumer, every other
+    model with its own serving options (:func:`serving_options`), not the teacher's."""
     from distill.teachers.models import config_sampler
 
     cfg = ctx.config.eval
     backend = ARTIFACT_BACKENDS.get(label, cfg.backend)
-    dtype = ctx.config.teacher.dtype if label == "teacher" else "float32"
     # served_model names the teacher; other models are asked for by their path
     openai = {**ctx.config.teacher.openai.model_dump(), **({} if label == "teacher" else {"served_model": None})}
     if backend == "llamacpp":
@@ -95,5 +111,111 @@ def eval_sampler(ctx: Context, label: str, path: str, benches: list[tuple[Any, A
 
         n_ctx = gguf_context_size([p for _, loaded in benches for p in loaded.problems], _longest_generation(cfg))
         return make_sampler("llamacpp", path, n_ctx=n_ctx), backend, f"gguf:{Path(path).stem}"
-    sampler = config_sampler(backend, path, cfg.batch_size, dtype, ctx.config.teacher.vllm.model_dump(), openai)
+    serving = serving_options(ctx.config, label, model_config(path))
+    dtype = runtime_dtype(serving.dtype, backend, keep_auto=label == "teacher")
+    sampler = config_sampler(backend, path, cfg.batch_size, dtype, serving.vllm, openai)
     return sampler, backend, dtype
+
+
+@dataclass(frozen=True)
+class Serving:
+    """One model's resolved vLLM options for eval, and which of them the config set explicitly."""
+
+    label: str
+    vllm: dict[str, Any]
+    dtype: str
+    explicit: frozenset[str]
+    model_config: dict[str, Any] | None
+
+
+def eval_model_config(config: Any, label: str) -> dict[str, Any] | None:
+    """The config.json a label will be served with, before the run exists: the teacher's, the base's, the
+    base's after student.rope for the trained student and its exports, an extra model's own."""
+    if label in config.eval.extra_models:
+        return model_config(config.eval.extra_models[label])
+    if label == "teacher":
+        return None if config.teacher.model == "toy" else model_config(config.teacher.model)
+    base = None if config.student.model == "toy" else model_config(config.student.model)
+    if base is None or label == "student_base" or config.student.rope is None:
+        return base
+    rope = config.student.rope
+    return with_rope_changes(base, rope.theta, rope.max_position_embeddings,
+                             rope.scaling.model_dump() if rope.scaling else None)
+
+
+def serving_options(config: Any, label: str, model_cfg: dict[str, Any] | None) -> Serving:
+    """The vLLM options eval serves ``label`` with: eval.serving[label] over defaults from the model itself.
+
+    The teacher keeps teacher.vllm and teacher.dtype.  Any other model gets its own context (its
+    positions after RoPE extension, capped at what the eval can use), the smallest tensor-parallel
+    size that splits its heads and fits its weights on one of plan.teacher's GPUs, and dtype auto.
+    """
+    teacher_vllm = config.teacher.vllm.model_dump()
+    if label == "teacher":
+        options, dtype = dict(teacher_vllm), config.teacher.dtype
+    else:
+        options = {**teacher_vllm, "tensor_parallel_size": 1, "pipeline_parallel_size": 1, "quantization": None,
+                   "max_model_len": None}
+        dtype = "auto"
+        if model_cfg is not None:
+            options["tensor_parallel_size"] = default_tensor_parallel(model_cfg, config.plan.teacher)
+            options["max_model_len"] = min(max_positions(model_cfg),
+                                           _longest_generation(config.eval) + PROMPT_ROOM_TOKENS)
+    set_here = config.eval.serving[label].model_dump(exclude_none=True) if label in config.eval.serving else {}
+    explicit = frozenset(set_here)
+    dtype = set_here.pop("dtype", dtype)
+    options.update(set_here)
+    return Serving(label, options, dtype, explicit, model_cfg)
+
+
+def default_tensor_parallel(model_cfg: dict[str, Any], gpus: Any) -> int:
+    """The smallest tensor-parallel size vLLM can split the model into whose bf16 weights take at most
+    WEIGHT_SHARE of one GPU of ``gpus`` (plan.teacher), leaving the rest for the KV cache."""
+    from distill.students.plan_shapes import shape_from_config
+
+    weight_bytes = shape_from_config(model_cfg).parameters() * 2
+    sizes = valid_tensor_parallel_sizes(model_cfg, gpus.gpus_per_node)
+    for tp in sizes:
+        if weight_bytes / tp <= WEIGHT_SHARE * gpus.gpu_memory_gb * 1e9:
+            return tp
+    return sizes[-1]
+
+
+def runtime_dtype(dtype: str, backend: str, keep_auto: bool = False) -> str:
+    """A concrete dtype for ``auto`` on this machine: bf16 on a GPU with bf16, fp16 on one without, float32 on
+    CPU.  vLLM keeps the teacher's ``auto`` (its checkpoint's own, FP8 for R1) on a GPU."""
+    if dtype != "auto":
+        return dtype
+    try:
+        import torch
+    except ImportError:
+        return "auto"
+    if not torch.cuda.is_available():
+        return "float32"
+    if keep_auto and backend == "vllm":
+        return "auto"
+    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+
+
+def clamp_max_tokens(config: Any, label: str, path: str, params: Any, problems: list[Any]) -> Any:
+    """``params`` with max_tokens cut to what the served context leaves after the longest prompt (vLLM only).
+
+    vLLM refuses a request whose prompt plus max_tokens exceeds max_model_len; a student_base of
+    4,096 positions cannot generate DeepSeek's 32,768 tokens.  The cut is logged and, being in
+    ``params``, recorded in the result's protocol.
+    """
+    if ARTIFACT_BACKENDS.get(label, config.eval.backend) != "vllm":
+        return params
+    context = serving_options(config, label, model_config(path)).vllm.get("max_model_len")
+    if not context:
+        return params
+    room = gguf_context_size(problems, 0)
+    allowed = context - room
+    if allowed < 1:
+        raise UserError(f"eval.serving.{label}.max_model_len: {context} tokens leave no room to generate after "
+                        f"the longest prompt (about {room} tokens); raise it or use shorter prompts")
+    if params.max_tokens <= allowed:
+        return params
+    log.warning("eval: %s serves %d tokens of context; max_tokens %d cut to %d after the longest prompt (%d)",
+                label, context, params.max_tokens, allowed, room)
+    return dataclasses.replace(params, max_tokens=allowed)

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import shutil
+from pathlib import Path
 from typing import Any
 
 from distill.errors import UserError
@@ -26,18 +27,29 @@ log = logging.getLogger(__name__)
 class EvalStage(StageBase):
     name = "eval"
     section = "eval"
-    version = "2"  # 2: harness "distill-eval 4" (unjudged samples left out, cons@k on equivalence classes, t CI)
+    version = "3"  # 3: per-model serving options, max_tokens fitted to the context, disabled exports recorded as skipped
     upstream = ("sample", "train", "export")
 
+    def upstream_for(self, config: Any) -> tuple[str, ...]:
+        """Only an eval of the trained student or its exports needs the stages before it; the teacher, the
+        student's base and ``extra_models`` are evaluated as they are, with nothing sampled or trained."""
+        return self.upstream if set(config.eval.models) & TRAINED_MODELS else ()
+
     def fingerprint_input(self, config: Any) -> dict[str, Any]:
-        """The eval section, less the failure threshold (it passes or fails a result, never changes one), the
-        code sandbox's limits once they differ from the defaults (they decide code verdicts), and the
-        benchmark files' contents."""
+        """The eval section, less the failure threshold (it passes or fails a result, never changes one) and
+        the checkpoint evaluations (they run beside training), the code sandbox's limits once they differ from
+        the defaults (they decide code verdicts), and the benchmark files' contents; without upstream stages,
+        what they would have brought (the problems, the teacher, the student's base)."""
         from distill.config import SandboxConfig
 
         section = config.section("eval")
         section.pop("max_verifier_failure_share", None)
+        section.pop("on_checkpoints", None)
+        if not section["extra_models"]:  # absent unless set, so runs made before the key keep their fingerprints
+            section.pop("extra_models")
         out: dict[str, Any] = {"eval": section}
+        if not self.upstream_for(config):
+            out["models_as_configured"] = _standalone_inputs(config)
         where = {"bwrap", "workers"}  # where bwrap lives and how many run at once change no verdict
         sandbox = config.filter.sandbox.model_dump(mode="json", exclude=where)
         if sandbox != SandboxConfig().model_dump(mode="json", exclude=where):
@@ -49,15 +61,20 @@ class EvalStage(StageBase):
 
     def check(self, config: Any) -> None:
         check_benchmarks(config)
+        check_extra_models(config)
+        from distill.eval.checkpoints import check_checkpoint_eval
+
+        check_checkpoint_eval(config)
 
     def run(self, ctx: Context) -> StageOutcome:
-        from distill.eval.models import eval_models
+        from distill.eval.models import disabled_artifacts, eval_models
         from distill.eval.table import deltas
 
         benches = eval_benchmarks(ctx)
         primary = benches[0][1].name
-        models = eval_models(ctx)
+        models = {**eval_models(ctx), **ctx.config.eval.extra_models}
         grid, skipped = _evaluate_all(ctx, models, benches)
+        skipped = {**disabled_artifacts(ctx.config), **skipped}
         results = {label: per[primary] for label, per in grid.items() if primary in per}
         delta = deltas(grid)
         _write_results(ctx, grid, results, delta, skipped, primary)
@@ -66,6 +83,10 @@ class EvalStage(StageBase):
                                   "skipped": skipped}
         if ctx.config.eval.budget_sweep is not None:
             counts["budget_sweep"] = _budget_sweep(ctx, benches, models)
+        if self.upstream_for(ctx.config):  # a trained student: its checkpoints' results, and the trackers
+            from distill.eval.checkpoints import finish_checkpoint_evals
+
+            counts.update(finish_checkpoint_evals(ctx, grid, primary))
         table = ", ".join(f"{k} {v['pass_at_1']:.2f}" for k, v in results.items())
         delta_text = "; ".join(f"{label} {d[primary]['delta']:+.2f} vs student" for label, d in delta.items()
                                if primary in d)
@@ -73,6 +94,33 @@ class EvalStage(StageBase):
 
 
 EVAL = EvalStage()
+TRAINED_MODELS = {"student", "student_4bit", "student_8bit", "student_gguf"}
+
+
+def _standalone_inputs(config: Any) -> dict[str, Any]:
+    """What decides the models and problems of an eval that runs without the stages before it: the problem
+    set (its files by content), the teacher as its traces would key it, and the student's base."""
+    from distill.teachers.models import teacher_output_settings
+
+    p = config.problems
+    out: dict[str, Any] = {"problems": config.section("problems"),
+                           "problem_files": content_hashes([p.train_path, p.heldout_path] if p.source == "jsonl" else [])}
+    if "teacher" in config.eval.models:
+        out["teacher"] = teacher_output_settings(config)
+    if "student_base" in config.eval.models:
+        out["student_base"] = {"model": config.student.model, "toy": config.section("student")["toy"],
+                               "seed": config.student.seed}
+    return out
+
+
+def check_extra_models(config: Any) -> None:
+    """A local folder named in ``eval.extra_models`` must exist (a Hub id is tried as given)."""
+    from distill.input_checks import looks_like_local_path
+
+    for label, value in config.eval.extra_models.items():
+        if looks_like_local_path(value) and not Path(value).expanduser().exists():
+            raise UserError(f"eval.extra_models.{label}: no such folder {value!r}; give a saved model or checkpoint "
+                            "folder, or a Hub id such as deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B")
 
 
 def check_benchmarks(config: Any) -> None:
@@ -158,13 +206,30 @@ def _evaluate_all(ctx: Context, models: dict[str, str],
     return grid, skipped
 
 
+def evaluate_model(ctx: Context, label: str, path: str, benches: list[tuple[Any, Any]], out_dir: Path) -> dict[str, Any]:
+    """One model on every benchmark, as the stage evaluates each of its models (benchmark -> summary; files in
+    ``out_dir/<benchmark>/``): the entry the checkpoint evaluator (distill.eval.checkpoints) runs."""
+    from distill.eval.models import eval_sampler
+
+    sampler, backend, dtype = eval_sampler(ctx, label, path, benches)
+    try:
+        return {loaded.name: _evaluate_one(ctx, sampler, (backend, dtype), label, path, (bench_cfg, loaded),
+                                           Path(out_dir) / loaded.name / f"{label}.json")
+                for bench_cfg, loaded in benches}
+    finally:
+        sampler.close()
+
+
 def _evaluate_one(ctx: Context, sampler: Any, engine: tuple[str, str], label: str, path: str,
                   bench: tuple[Any, Any], done_file: Any) -> dict[str, Any]:
     """One model on one benchmark: its samples and its summary, each written atomically."""
     from distill.eval.protocol import evaluate, protocol_record
 
+    from distill.eval.models import clamp_max_tokens
+
     bench_cfg, loaded = bench
-    params = bench_params(ctx.config.eval, bench_cfg)
+    # a model served with a shorter context than max_tokens + its prompts generates what fits (recorded)
+    params = clamp_max_tokens(ctx.config, label, path, bench_params(ctx.config.eval, bench_cfg), loaded.problems)
     task = ctx.reporter.task(f"evaluating {label} on {loaded.name}", len(loaded.problems) * params.n)
     try:
         result = evaluate(sampler, loaded.problems, params, label, loaded.name, on_progress=task.advance,

@@ -1,15 +1,18 @@
 """Known model shapes for ``distill plan``: the six R1-Distill bases and R1 itself, or a local ``config.json``.
 
 The numbers are those of each model's published ``config.json`` that memory and FLOPs
-depend on; nothing is downloaded. ``distill.students.plan`` re-exports every name here.
+depend on, read from the stored copies in ``students/arch_configs.py``; nothing is downloaded.
+``distill.students.plan`` re-exports every name here.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from distill.students.arch_configs import published_config, qkv_bias
 
 
 @dataclass(frozen=True)
@@ -116,39 +119,6 @@ class ModelShape:
         return 2 * self.num_layers * self.kv_dim * dtype_bytes
 
 
-_HF = "published config.json at huggingface.co/"
-MODELS: dict[str, ModelShape] = {
-    "qwen/qwen2.5-math-1.5b": ModelShape("Qwen/Qwen2.5-Math-1.5B", 1536, 28, 12, 2, 8960, 151936, True, True,
-                                         4096, source=_HF + "Qwen/Qwen2.5-Math-1.5B"),
-    "qwen/qwen2.5-math-7b": ModelShape("Qwen/Qwen2.5-Math-7B", 3584, 28, 28, 4, 18944, 152064, False, True,
-                                       4096, source=_HF + "Qwen/Qwen2.5-Math-7B"),
-    "meta-llama/llama-3.1-8b": ModelShape("meta-llama/Llama-3.1-8B", 4096, 32, 32, 8, 14336, 128256,
-                                          source=_HF + "meta-llama/Llama-3.1-8B"),
-    "qwen/qwen2.5-14b": ModelShape("Qwen/Qwen2.5-14B", 5120, 48, 40, 8, 13824, 152064, False, True,
-                                   131072, source=_HF + "Qwen/Qwen2.5-14B"),
-    "qwen/qwen2.5-32b": ModelShape("Qwen/Qwen2.5-32B", 5120, 64, 40, 8, 27648, 152064, False, True,
-                                   131072, source=_HF + "Qwen/Qwen2.5-32B"),
-    "meta-llama/llama-3.3-70b-instruct": ModelShape("meta-llama/Llama-3.3-70B-Instruct", 8192, 80, 64, 8, 28672,
-                                                    128256, source=_HF + "meta-llama/Llama-3.3-70B-Instruct"),
-    "deepseek-ai/deepseek-r1": ModelShape(
-        "deepseek-ai/DeepSeek-R1", 7168, 61, 128, 128, 18432, 129280, max_position_embeddings=163840,
-        native_dtype="fp8", moe=MoE(256, 1, 8, 2048, 3), mla=MLA(1536, 512, 128, 64, 128),
-        source=_HF + "deepseek-ai/DeepSeek-R1 (the multi-token-prediction layer, unused by vLLM, left out)"),
-}
-ALIASES = {
-    "meta-llama/meta-llama-3.1-8b": "meta-llama/llama-3.1-8b",
-    "open-r1/qwen2.5-math-7b-rope-300k": "qwen/qwen2.5-math-7b",
-    "deepseek-ai/deepseek-v3": "deepseek-ai/deepseek-r1",
-    "deepseek-ai/deepseek-r1-0528": "deepseek-ai/deepseek-r1",
-    "deepseek-ai/deepseek-r1-distill-qwen-1.5b": "qwen/qwen2.5-math-1.5b",
-    "deepseek-ai/deepseek-r1-distill-qwen-7b": "qwen/qwen2.5-math-7b",
-    "deepseek-ai/deepseek-r1-distill-llama-8b": "meta-llama/llama-3.1-8b",
-    "deepseek-ai/deepseek-r1-distill-qwen-14b": "qwen/qwen2.5-14b",
-    "deepseek-ai/deepseek-r1-distill-qwen-32b": "qwen/qwen2.5-32b",
-    "deepseek-ai/deepseek-r1-distill-llama-70b": "meta-llama/llama-3.3-70b-instruct",
-}
-
-
 class UnknownModelError(ValueError):
     """No shape for a model id: not in the table and not a local folder with a config.json."""
 
@@ -162,17 +132,64 @@ def model_shape(model: str) -> ModelShape:
     key = ALIASES.get(key, key)
     if key in MODELS:
         return MODELS[key]
+    published = _published_shape(model)
+    if published is not None:  # e.g. an R1-Distill model: its own config (1.5B is untied, unlike its base)
+        return published
     known = ", ".join(m.name for m in MODELS.values())
     raise UnknownModelError(f"no built-in shape for {model!r} (known: {known}); point the config at a local "
                             "folder with its config.json")
 
 
 def shape_from_config(cfg: dict[str, Any], name: str = "model") -> ModelShape:
-    """A shape from a transformers ``config.json`` of a dense Llama/Qwen2-style model."""
+    """A shape from a transformers ``config.json``: dense Llama/Qwen2-style, or DeepSeek-V3 MoE with MLA."""
+    moe = mla = None
+    if cfg.get("n_routed_experts"):
+        moe = MoE(routed_experts=cfg["n_routed_experts"], shared_experts=cfg.get("n_shared_experts", 0),
+                  experts_per_token=cfg["num_experts_per_tok"], expert_intermediate=cfg["moe_intermediate_size"],
+                  first_dense_layers=cfg.get("first_k_dense_replace", 0))
+    if cfg.get("kv_lora_rank"):
+        mla = MLA(q_lora_rank=cfg["q_lora_rank"], kv_lora_rank=cfg["kv_lora_rank"],
+                  qk_nope_head_dim=cfg["qk_nope_head_dim"], qk_rope_head_dim=cfg["qk_rope_head_dim"],
+                  v_head_dim=cfg["v_head_dim"])
+    quant = (cfg.get("quantization_config") or {}).get("quant_method")
     return ModelShape(
         name=name, hidden_size=cfg["hidden_size"], num_layers=cfg["num_hidden_layers"],
         num_heads=cfg["num_attention_heads"], num_kv_heads=cfg.get("num_key_value_heads", cfg["num_attention_heads"]),
         intermediate_size=cfg["intermediate_size"], vocab_size=cfg["vocab_size"],
-        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        qkv_bias=cfg.get("model_type") == "qwen2" or bool(cfg.get("attention_bias", False)),
-        max_position_embeddings=cfg.get("max_position_embeddings", 131072), source=f"{name}/config.json")
+        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)), qkv_bias=qkv_bias(cfg),
+        max_position_embeddings=cfg.get("max_position_embeddings", 131072),
+        native_dtype="fp8" if quant == "fp8" else "bfloat16", moe=moe, mla=mla, source=f"{name}/config.json")
+
+
+_HF = "published config.json at huggingface.co/"
+_TABLE_MODELS = ("Qwen/Qwen2.5-Math-1.5B", "Qwen/Qwen2.5-Math-7B", "meta-llama/Llama-3.1-8B", "Qwen/Qwen2.5-14B",
+                 "Qwen/Qwen2.5-32B", "meta-llama/Llama-3.3-70B-Instruct", "deepseek-ai/DeepSeek-R1")
+
+
+def _published_shape(model: str) -> ModelShape | None:
+    """The shape of a model whose published config.json ``students/arch_configs.json`` holds."""
+    cfg = published_config(model)
+    if cfg is None:
+        return None
+    shape = shape_from_config(cfg, name=model)
+    note = " (the multi-token-prediction layer, unused by vLLM, left out)" if cfg.get("num_nextn_predict_layers") else ""
+    return replace(shape, source=_HF + model + note)
+
+
+def _built_in_models() -> dict[str, ModelShape]:
+    models = {}
+    for name in _TABLE_MODELS:
+        shape = _published_shape(name)
+        if shape is None:
+            raise RuntimeError(f"{name} is missing from students/arch_configs.json")
+        models[name.lower()] = shape
+    return models
+
+
+# The six R1-Distill bases and R1, derived from their published config.json (students/arch_configs.py).
+MODELS: dict[str, ModelShape] = _built_in_models()
+ALIASES = {  # ids without a stored config of their own, and the model whose shape they share
+    "meta-llama/meta-llama-3.1-8b": "meta-llama/llama-3.1-8b",
+    "deepseek-ai/deepseek-v3": "deepseek-ai/deepseek-r1",
+    "deepseek-ai/deepseek-r1-0528": "deepseek-ai/deepseek-r1",
+}

@@ -8,10 +8,11 @@ prompt the same way, with the helpers here.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
-from distill.teachers.reasoning import THINK_OPEN
-from distill.teachers.sampling_types import Messages
+from distill.teachers.reasoning import THINK_CLOSE, THINK_OPEN
+from distill.teachers.sampling_types import Completion, Messages
 
 
 def continues_final_message(messages: Messages) -> bool:
@@ -58,12 +59,40 @@ def continuation_text(generation_prompt: str, content: str) -> str:
 def render_with(render: Callable[[Messages], str], messages: Messages) -> str:
     """A prompt's text from ``render`` (the chat template with its generation prompt), continuing a final
     assistant message with :func:`continuation_text`."""
+    return render_state(render, messages)[0]
+
+
+def render_state(render: Callable[[Messages], str], messages: Messages) -> tuple[str, bool]:
+    """(the prompt text as :func:`render_with` makes it, whether that text leaves a think block open).
+
+    Open means the model starts generating inside its thinking: the template's generation prompt
+    ends with ``<think>`` (R1 / R1-Distill since their template revision), or a continued assistant
+    message opened one and has not closed it.  The completion then holds no ``<think>`` of its own,
+    and a trace cut off before ``</think>`` is all reasoning -- without this flag the reasoning split
+    (:func:`distill.teachers.reasoning.split_reasoning`) would file it as the answer.
+    """
     if not continues_final_message(messages):
-        return render(list(messages))
-    return continuation_text(render(list(messages[:-1])), str(messages[-1].get("content") or ""))
+        text = render(list(messages))
+        return text, bool(prefilled_opener(text))
+    generation_prompt = render(list(messages[:-1]))
+    content = str(messages[-1].get("content") or "")
+    opened = bool(prefilled_opener(generation_prompt)) or content.lstrip().startswith(THINK_OPEN)
+    return continuation_text(generation_prompt, content), opened and THINK_CLOSE not in content
 
 
 def render_prompt(tokenizer: Any, messages: Messages) -> str:
     """The prompt text for a transformers tokenizer's chat template, continuing a final assistant message."""
-    return render_with(lambda m: tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True),
-                       messages)
+    return render_prompt_state(tokenizer, messages)[0]
+
+
+def render_prompt_state(tokenizer: Any, messages: Messages) -> tuple[str, bool]:
+    """:func:`render_state` with a transformers tokenizer's chat template."""
+    return render_state(lambda m: tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True),
+                        messages)
+
+
+def mark_think_open(completions: list[Completion], think_open: bool) -> list[Completion]:
+    """The completions of one prompt, flagged ``prefilled_think`` when the prompt left a think block open."""
+    if not think_open:
+        return completions
+    return [dataclasses.replace(c, prefilled_think=True) for c in completions]

@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any, Sequence
 
-from distill.teachers.chat_render import render_prompt
+from distill.teachers.chat_render import mark_think_open, render_prompt_state
 from distill.teachers.sampling_types import Completion, Messages, SamplingParams, distinct_samples
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,14 @@ class TransformersSampler:
         import torch
 
         torch.manual_seed(params.seed)
-        texts = [render_prompt(self.tokenizer, p) for p in prompts]
+        rendered = [render_prompt_state(self.tokenizer, p) for p in prompts]
+        texts = [text for text, _ in rendered]
         results: list[list[Completion]] = []
         per_batch = max(1, self.batch_size // max(1, distinct_samples(params)))
         for start in range(0, len(texts), per_batch):
             results.extend(self._generate_batch(texts[start : start + per_batch], params))
-        return results
+        # a prompt that ends inside <think> (the R1 template's prefill): the text has no opener of its own
+        return [mark_think_open(group, think_open) for group, (_, think_open) in zip(results, rendered)]
 
     def _generate_batch(self, texts: list[str], params: SamplingParams) -> list[list[Completion]]:
         import torch

@@ -24,7 +24,7 @@ import os
 import time
 from typing import Any, Sequence
 
-from distill.teachers.chat_render import render_with
+from distill.teachers.chat_render import mark_think_open, render_state
 from distill.teachers.sampling_types import Completion, Messages, SamplingParams, distinct_samples
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,10 @@ class LlamaCppSampler:
 
     def render(self, messages: Messages) -> str:
         """The prompt text from the GGUF's own chat template, continuing a final assistant message."""
+        return self.render_state(messages)[0]
+
+    def render_state(self, messages: Messages) -> tuple[str, bool]:
+        """(prompt text, whether it leaves a think block open), as :func:`~distill.teachers.chat_render.render_state`."""
         from transformers.utils.chat_template_utils import render_jinja_template
 
         def generation_prompt(conversation: Messages) -> str:
@@ -65,7 +69,7 @@ class LlamaCppSampler:
                                                 add_generation_prompt=True, **self._special)
             return rendered[0]
 
-        return render_with(generation_prompt, messages)
+        return render_state(generation_prompt, messages)
 
     def tokenize(self, text: str) -> list[int]:
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -76,7 +80,8 @@ class LlamaCppSampler:
     def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[Completion]]:
         results = []
         for prompt in prompts:
-            ids = self.tokenize(self.render(prompt))
+            text, think_open = self.render_state(prompt)
+            ids = self.tokenize(text)
             room = self.n_ctx - len(ids)
             if room < params.max_tokens:
                 # Generating into the smaller room would end at the context, not at max_tokens, and count as
@@ -89,7 +94,8 @@ class LlamaCppSampler:
                 continue
             distinct = [self._sample(ids, params, params.seed + i) for i in range(distinct_samples(params))]
             # greedy decoding: one sample, repeated (as the other backends do)
-            results.append([Completion(**vars(c)) for c in distinct for _ in range(params.n // len(distinct))])
+            results.append(mark_think_open([Completion(**vars(c)) for c in distinct
+                                            for _ in range(params.n // len(distinct))], think_open))
         return results
 
     def _sample(self, ids: list[int], params: SamplingParams, seed: int) -> Completion:

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from distill.teachers.chat_render import continues_final_message, render_prompt
+from distill.teachers.chat_render import continues_final_message, mark_think_open, render_prompt_state
 from distill.teachers.sampling_types import Completion, Messages, SamplingParams, distinct_samples
 
 log = logging.getLogger(__name__)
@@ -91,31 +91,19 @@ class VLLMSampler:
         sp = VSamplingParams(n=distinct, temperature=params.temperature, top_p=params.top_p,
                              max_tokens=params.max_tokens, seed=params.seed)
         started = time.perf_counter()
+        # the rendering also says whether a prompt ends inside <think> (the R1 template's prefill)
+        rendered = [render_prompt_state(self.tokenizer, p) for p in prompts]
         if any(continues_final_message(p) for p in prompts):
             # A continuation is the generation prompt plus the assistant's text verbatim (see
             # distill.teachers.chat_render.continuation_text): vLLM's own continue_final_message fails on templates
             # that rewrite assistant content (the stock R1 one) and drops a prefilled <think>.
-            ids = [self.tokenizer(render_prompt(self.tokenizer, p), add_special_tokens=False)["input_ids"]
-                   for p in prompts]
+            ids = [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text, _ in rendered]
             outputs = self.llm.generate([{"prompt_token_ids": i} for i in ids], sp, use_tqdm=False)
         else:
             outputs = self.llm.chat(list(prompts), sp, use_tqdm=False)
         per_request = (time.perf_counter() - started) / max(1, len(prompts))
-        results = []
-        for out in outputs:
-            prompt_tokens = len(out.prompt_token_ids or [])
-            results.append([
-                Completion(
-                    text=o.text,
-                    finish_reason="length" if o.finish_reason == "length" else "stop",
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=len(o.token_ids),
-                    latency_s=per_request,
-                )
-                for o in out.outputs
-                for _ in range(copies)
-            ])
-        return results
+        return [mark_think_open(group, think_open)
+                for group, (_, think_open) in zip(to_completions(outputs, copies, per_request), rendered)]
 
     def close(self) -> None:
         llm, self.llm = self.llm, None
@@ -126,6 +114,25 @@ class VLLMSampler:
             gc.collect()
         except Exception:  # pragma: no cover - best effort cleanup
             pass
+
+
+def to_completions(outputs: Sequence[Any], copies: int, per_request: float) -> list[list[Completion]]:
+    """vLLM's ``RequestOutput``s as Completions, each distinct sample repeated ``copies`` times (greedy n)."""
+    results = []
+    for out in outputs:
+        prompt_tokens = len(out.prompt_token_ids or [])
+        results.append([
+            Completion(
+                text=o.text,
+                finish_reason="length" if o.finish_reason == "length" else "stop",
+                prompt_tokens=prompt_tokens,
+                completion_tokens=len(o.token_ids),
+                latency_s=per_request,
+            )
+            for o in out.outputs
+            for _ in range(copies)
+        ])
+    return results
 
 
 def cpu_engine_overrides(dtype: str, gpu_memory_utilization: float) -> dict[str, Any]:
