@@ -15,6 +15,10 @@ JSONL file of conversational prompt/completion examples (what the tests use):
 
     python -m distill.students.train_entry --examples ex.jsonl --base MODEL_DIR --output OUT \\
         --settings '{"max_steps": 10, "batch_size": 4}'
+
+On a machine without GPUs the shipped configs run as CPU processes once adapted by
+``distill.students.train_launch.cpu_launch`` (fp32, gloo, DeepSpeed's CPU accelerator); an FSDP
+launch there needs :func:`~distill.students.train_launch.allow_fsdp_on_cpu`, which ``main`` applies.
 """
 
 from __future__ import annotations
@@ -104,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from transformers import AutoTokenizer
 
+    from distill.students.train_launch import allow_fsdp_on_cpu
+
+    if allow_fsdp_on_cpu():  # a rehearsal or test of an FSDP config on a machine without GPUs
+        log.info("FSDP on CPU processes (gloo): accelerate's FSDP path enabled for a machine without CUDA")
+
     from distill.errors import UserError
     from distill.students.precision import PrecisionError
     from distill.students.preflight import check_or_raise
@@ -130,5 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def end_process_group() -> None:
+    """Tear down the launch's process group: DeepSpeed's CPU accelerator (gloo) aborts the processes at
+    exit when it is still up, turning a finished run into a failed launch."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        code = main()
+    finally:
+        end_process_group()
+    sys.exit(code)

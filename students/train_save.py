@@ -61,8 +61,7 @@ def _save_final(trainer, tokenizer, model_dir: Path, model_or_path: Any = None,
             model = _merge_into_full_precision(model_or_path, adapter_dir, tokenizer, settings or TrainSettings())
         else:
             model = model.merge_and_unload()
-    model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
+    _write_model_folder(model, tokenizer, tmp)
     shutil.rmtree(model_dir, ignore_errors=True)
     tmp.rename(model_dir)
 
@@ -84,6 +83,18 @@ def save_final_model(trainer, tokenizer, model_dir: Path, model_or_path: Any = N
 def _parameters_sharded(trainer) -> bool:
     """Whether each process holds only a shard of the weights (ZeRO-3 or FSDP), not a full replica."""
     return bool(getattr(trainer, "is_deepspeed_enabled", False) or getattr(trainer, "is_fsdp_enabled", False))
+
+
+def sharding_label(trainer) -> str:
+    """How the weights are spread over the processes, for the start-of-training log line (the sharded
+    tests read it: a config that silently fell back to plain data parallelism would still train)."""
+    if getattr(trainer, "is_deepspeed_enabled", False):
+        plugin = trainer.accelerator.state.deepspeed_plugin
+        return f"DeepSpeed ZeRO-{plugin.zero_stage}"
+    if getattr(trainer, "is_fsdp_enabled", False):
+        plugin = trainer.accelerator.state.fsdp_plugin
+        return f"FSDP{getattr(plugin, 'fsdp_version', 1)} ({plugin.state_dict_type.name})"
+    return "data parallel" if trainer.args.world_size > 1 else "one process"
 
 
 def _save_final_sharded(trainer, tokenizer, model_dir: Path, model_or_path: Any = None,
@@ -111,12 +122,88 @@ def _save_final_sharded(trainer, tokenizer, model_dir: Path, model_or_path: Any 
             model.save_pretrained(str(adapter_dir), state_dict=state_dict)  # PEFT keeps the adapter keys
             with _zero3_loading_off():  # the main process reloads the base alone: no collective zero.Init
                 merged = _merge_into_full_precision(model_or_path, adapter_dir, tokenizer, settings or TrainSettings())
-            merged.save_pretrained(str(tmp))
+            _write_model_folder(merged, tokenizer, tmp)
         else:
-            model.save_pretrained(str(tmp), state_dict=state_dict)
-        tokenizer.save_pretrained(str(tmp))
+            _write_model_folder(model, tokenizer, tmp, state_dict=_without_tied_copies(state_dict, model))
         shutil.rmtree(model_dir, ignore_errors=True)
         tmp.rename(model_dir)
+
+
+def _write_model_folder(model: Any, tokenizer: Any, folder: Path, state_dict: dict | None = None) -> None:
+    """The student's folder: weights, tokenizer, and a generation config that stops where the student
+    learned to stop (see :func:`student_generation_config`)."""
+    model.generation_config = student_generation_config(model, tokenizer)
+    if tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(str(folder), state_dict=state_dict)
+    tokenizer.save_pretrained(str(folder))
+
+
+def end_of_turn_token(tokenizer: Any) -> str | None:
+    """The special token the chat template closes an assistant turn with (``<|im_end|>``, ``<|eot_id|>``,
+    ``<｜end▁of▁sentence｜>``), read from the template itself: the first special token its rendering puts
+    after an assistant message; else the one the template's family is known to use."""
+    from distill.students.templates import END_OF_TURN, detect_family
+
+    marker = "\u2063distill-end-of-turn-probe\u2063"
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": marker}]
+    try:
+        rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+    except Exception as exc:  # noqa: BLE001 -- no template, or one that needs other roles: use the family
+        log.debug("cannot render the chat template (%s); using the family's end-of-turn token", exc)
+        rendered = ""
+    if marker in rendered:
+        after = rendered.split(marker, 1)[1].lstrip(" ")
+        specials = sorted(tokenizer.all_special_tokens + [str(t) for t in tokenizer.added_tokens_decoder.values()],
+                          key=len, reverse=True)
+        for token in specials:
+            if token and after.startswith(token):
+                return token
+    family_token = END_OF_TURN.get(detect_family(tokenizer) or "")
+    return family_token if family_token in tokenizer.get_vocab() else None
+
+
+def student_generation_config(model: Any, tokenizer: Any) -> Any:
+    """The model's generation config with EOS = the chat template's end-of-turn token, the tokenizer's EOS
+    and the base's EOS ids (in that order), and the tokenizer's pad token (distinct from the end-of-turn
+    token: the trainer's ``ensure_distinct_pad``; it may equal the base's end-of-document EOS, as in
+    Qwen2.5-Instruct's own generation config, which is harmless: padding follows a finished sequence).
+
+    A trained student inherits the base's ``generation_config.json``, whose EOS is often the base's
+    end-of-document token (Qwen2.5-Math: ``<|endoftext|>``, Llama-3.1-8B: ``<|end_of_text|>``); the
+    student learned to end its turn with the template's end-of-turn token instead, so a plain
+    ``generate()`` on the pushed model would run on past the answer to ``max_new_tokens``.
+    """
+    import copy
+
+    from transformers import GenerationConfig
+
+    config = copy.deepcopy(getattr(model, "generation_config", None) or GenerationConfig())
+    old = config.eos_token_id
+    old_ids = old if isinstance(old, list) else [] if old is None else [old]
+    end = end_of_turn_token(tokenizer)
+    candidates = [tokenizer.convert_tokens_to_ids(end) if end else None, tokenizer.eos_token_id, *old_ids]
+    eos_ids = list(dict.fromkeys(i for i in candidates if isinstance(i, int) and i >= 0))
+    config.eos_token_id = eos_ids[0] if len(eos_ids) == 1 else eos_ids
+    if tokenizer.pad_token_id is not None:  # the trainer made it differ from the end-of-turn token
+        config.pad_token_id = tokenizer.pad_token_id
+    if config.bos_token_id is None and tokenizer.bos_token_id is not None:
+        config.bos_token_id = tokenizer.bos_token_id
+    return config
+
+
+def _without_tied_copies(state_dict: dict, model: Any) -> dict:
+    """``state_dict`` without the second copy of each weight the model ties (the LM head of tied embeddings).
+
+    A gathered FSDP state dict holds each tied name as its own tensor, so ``save_pretrained`` (which
+    drops aliases by shared storage) would write the embedding matrix twice; it then reloads equal but
+    the file is larger by a vocabulary-sized matrix and the export sees an extra ``lm_head.weight``.
+    """
+    groups: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(param), []).append(name)
+    drop = {name for names in groups.values() if len(names) > 1 for name in names[1:] if names[0] in state_dict}
+    return {k: v for k, v in state_dict.items() if k not in drop}
 
 
 @contextlib.contextmanager
@@ -142,7 +229,7 @@ def _merge_into_full_precision(base_path: Any, adapter_dir: Path, tokenizer: Any
 
     precision = resolve_precision(settings.dtype, "lora")
     base = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=precision.torch_dtype("load"))
-    if len(tokenizer) > base.get_input_embeddings().weight.shape[0]:
+    if len(tokenizer) > base.get_input_embeddings().num_embeddings:  # not weight.shape (ZeRO-3: empty)
         base.resize_token_embeddings(len(tokenizer))
     if settings.rope:
         from distill.students.rope import apply_rope

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from distill.students.train_guards import (NonFiniteGuard, NonFiniteLossError, StepTracker,
                                            TrainingOutOfMemoryError, default_remedies, is_number,
                                            is_out_of_memory, oom_message)
-from distill.students.train_save import CHECKPOINT_RE, latest_complete_checkpoint, save_final_model
+from distill.students.train_save import CHECKPOINT_RE, latest_complete_checkpoint, save_final_model, sharding_label
 from distill.students.train_settings import TrainSettings, train_settings_from_config
 
 __all__ = [
@@ -57,6 +57,7 @@ def train_sft(
     settings: TrainSettings,
     on_log: Callable[[int, int, dict[str, float]], None] | None = None,
     remedies: Callable[[], list[str]] | None = None,
+    callbacks: list | None = None,
 ) -> TrainResult:
     """Fine-tune and save the final model (merged if LoRA) to ``output_dir/model``.
 
@@ -65,6 +66,8 @@ def train_sft(
     ``accelerate launch`` every process runs this; only the main one writes the model.
     Running out of memory raises :class:`TrainingOutOfMemoryError` listing ``remedies()``
     (the pipeline passes ``distill plan``'s advice) instead of a bare CUDA traceback.
+    ``callbacks``: more TrainerCallbacks (tracking, checkpoint pushes and evaluations); the trackers of
+    ``settings.report_to`` write under ``output_dir/tracking``.
     """
     from transformers import TrainerCallback
 
@@ -83,9 +86,13 @@ def train_sft(
     step = StepTracker()
     try:
         trainer = build_trainer(model_or_path, tokenizer, examples, checkpoint_dir, settings,
-                                callbacks=[_Relay(), guard.callback(), step.callback()])
-        log.info("training with world_size %d (processes), %s precision, %d examples",
-                 trainer.args.world_size, _precision_label(trainer.args), len(examples))
+                                callbacks=[_Relay(), guard.callback(), step.callback(), *(callbacks or [])])
+        if settings.report_to:
+            from distill.students.tracking import point_trackers
+
+            point_trackers(trainer, output_dir)
+        log.info("training with world_size %d (processes), %s, %s precision, %d examples",
+                 trainer.args.world_size, sharding_label(trainer), _precision_label(trainer.args), len(examples))
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     except BaseException as exc:  # noqa: BLE001 -- only memory errors are translated, the rest re-raised
         if not is_out_of_memory(exc):
@@ -129,7 +136,9 @@ def build_trainer(model_or_path: Any, tokenizer: Any, examples: list[dict[str, A
     ensure_distinct_pad(tokenizer)
     args = _sft_config(settings, checkpoint_dir, precision, tokenizer)  # first: see _sft_config
     model = _load_model(model_or_path, settings, precision, attention)
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+    # num_embeddings, not weight.shape: under ZeRO-3 the weight is an empty placeholder (shape 0), which
+    # would "resize" the vocabulary down to the tokenizer's length
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     if settings.rope:
         from distill.students.rope import apply_rope
@@ -200,7 +209,7 @@ def _sft_config(settings: TrainSettings, checkpoint_dir: Path, precision: Any, t
         logging_steps=settings.logging_steps,
         seed=settings.seed,
         data_seed=settings.seed,
-        report_to="none",
+        report_to=list(settings.report_to) or "none",  # transformers' own integrations (students/tracking.py)
         disable_tqdm=True,
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # every parameter gets a gradient; True costs a graph walk per step

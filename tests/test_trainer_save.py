@@ -4,7 +4,8 @@ base reloaded from disk).
 
 A real sharded run needs DeepSpeed or FSDP2 across processes; here the trainer's accelerator is a
 stand-in that records who gathers and returns the full state dict the real one would, while the
-models, PEFT merge and files are real. (The 2-process DDP test in test_ddp.py covers a real launch.)
+models, PEFT merge and files are real. Real 2-process ZeRO-3 and FSDP2 launches on CPU are in
+test_sharded_cpu.py; the 2-process DDP test in test_ddp.py covers plain data parallelism.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def tokenizer():
 @pytest.mark.parametrize("sharding", ["zero3", "fsdp2"])
 def test_every_rank_gathers_and_only_the_main_one_writes_the_full_model(tmp_path, tokenizer, sharding):
     trained = build_tiny_model(SPEC, tokenizer, seed=1)
-    full = {k: v.clone() for k, v in trained.state_dict().items()}
+    full = {k: v.clone() for k, v in trained.state_dict().items()}  # as gathered: each tied name its own tensor
+    assert "lm_head.weight" in full and trained.config.tie_word_embeddings
     shard = build_tiny_model(SPEC, tokenizer, seed=2)  # what a rank holds: not the trained weights
     for name, param in shard.named_parameters():  # ZeRO-3 placeholders are empty
         param.data = torch.empty(0)
@@ -79,6 +81,10 @@ def test_every_rank_gathers_and_only_the_main_one_writes_the_full_model(tmp_path
     saved = AutoModelForCausalLM.from_pretrained(str(tmp_path / "r0" / "model"))
     for name, value in saved.state_dict().items():
         assert torch.equal(value, full[name]), name
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "r0" / "model" / "model.safetensors"), "pt") as written:
+        assert "lm_head.weight" not in written.keys()  # the tied LM head is not written a second time
 
 
 def test_ddp_ranks_do_not_gather_and_the_main_one_saves_its_replica(tmp_path, tokenizer):
