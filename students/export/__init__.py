@@ -12,10 +12,13 @@ One module per format:
   the saved copy and compare its logits with the fp32 model.
 * :mod:`.gguf_writer` -- :func:`export_gguf` writes a GGUF file the way
   llama.cpp's ``convert_hf_to_gguf.py`` does for ``qwen2`` and ``llama``
-  (:mod:`.gguf_tensors`: tensor names, types and the Llama q/k permutation;
-  :mod:`.gguf_tokenizer`: tokenizer metadata), then reads it back.
+  (:mod:`.gguf_support`: what can be converted, and why not -- also used by
+  ``distill validate``; :mod:`.gguf_tensors`: tensor names, types, the Llama
+  q/k permutation and Llama-3 ``rope_freqs``; :mod:`.gguf_stream`: tensor by
+  tensor from the safetensors files; :mod:`.gguf_tokenizer`: tokenizer
+  metadata, BOS/EOS as the tokenizer adds them), then reads it back.
 * :mod:`.llamacpp` -- :func:`export_gguf_4bit`: Q4_K_M through llama.cpp's
-  quantizer, or Q4_0 without it.
+  quantizer (from a bf16/f16 GGUF), or Q4_0 without it.
 * :mod:`.ollama` -- :func:`write_ollama_modelfile` for a ChatML GGUF.
 * :mod:`.checks` -- the read-back checks all of them share: tokenizer round
   trip, the one logit comparison, and :func:`gguf_logits_check`, which runs the
@@ -28,6 +31,7 @@ from distill.students.export.bnb import export_bnb, export_int8, export_nf4
 from distill.students.export.checks import (DEFAULT_CHECK_PROMPTS, GGUF_LOGIT_TOLERANCE, TOKENIZER_CHECK_TEXTS,
                                             gguf_logits_check)
 from distill.students.export.errors import ExportError
+from distill.students.export.gguf_support import gguf_unsupported_reason
 from distill.students.export.gguf_tensors import llama_permute, supported_gguf_qtypes
 from distill.students.export.gguf_tokenizer import gguf_vocab
 from distill.students.export.gguf_writer import export_gguf
@@ -47,6 +51,7 @@ __all__ = [
     "export_int8",
     "export_nf4",
     "gguf_logits_check",
+    "gguf_unsupported_reason",
     "gguf_vocab",
     "llama_cpp_available",
     "llama_permute",

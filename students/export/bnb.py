@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distill.students.export.checks import (DEFAULT_CHECK_PROMPTS, TOKENIZER_CHECK_TEXTS, check_tokenizer_roundtrip,
-                                            compare_models)
+from distill.students.export.checks import (DEFAULT_CHECK_PROMPTS, TOKENIZER_CHECK_TEXTS, check_prompt_ids,
+                                            check_tokenizer_roundtrip, pooled_gaps, reference_logits)
 from distill.students.export.errors import ExportError
 from distill.students.export.staging import replace_dir_atomic, staging_dir, weights_size
 
@@ -46,9 +46,11 @@ def export_nf4(
     check_prompts: list[str] | None = None,
     *,
     min_top1_agreement: float = NF4_MIN_TOP1_AGREEMENT,
+    enforce: bool = True,
 ) -> dict[str, Any]:
     """bitsandbytes NF4 (4-bit); see :func:`export_bnb`."""
-    return export_bnb(model_dir, out_dir, check_prompts, bits=4, min_top1_agreement=min_top1_agreement)
+    return export_bnb(model_dir, out_dir, check_prompts, bits=4, min_top1_agreement=min_top1_agreement,
+                      enforce=enforce)
 
 
 def export_int8(
@@ -57,9 +59,11 @@ def export_int8(
     check_prompts: list[str] | None = None,
     *,
     min_top1_agreement: float = 0.9,
+    enforce: bool = True,
 ) -> dict[str, Any]:
     """bitsandbytes LLM.int8 (8-bit); see :func:`export_bnb`.  8 bits lose little, so the bar is higher."""
-    return export_bnb(model_dir, out_dir, check_prompts, bits=8, min_top1_agreement=min_top1_agreement)
+    return export_bnb(model_dir, out_dir, check_prompts, bits=8, min_top1_agreement=min_top1_agreement,
+                      enforce=enforce)
 
 
 def export_bnb(
@@ -69,8 +73,13 @@ def export_bnb(
     *,
     bits: int = 4,
     min_top1_agreement: float = NF4_MIN_TOP1_AGREEMENT,
+    enforce: bool = True,
 ) -> dict[str, Any]:
-    """Quantise the fp32 checkpoint in ``model_dir`` with bitsandbytes (NF4 or int8) and save it to ``out_dir``.
+    """Quantise the checkpoint in ``model_dir`` with bitsandbytes (NF4 or int8) and save it to ``out_dir``.
+
+    Quantised while it loads (``from_pretrained`` with the bitsandbytes config),
+    unquantised layers in the checkpoint's own dtype; the check computes the
+    full-precision logits first and frees that model before reloading the export.
 
     The export is staged in a sibling temporary directory, reloaded from there
     with ``AutoModelForCausalLM.from_pretrained`` (so what is checked is what
@@ -80,10 +89,11 @@ def export_bnb(
     ``check_prompts`` against the fp32 model give ``max_abs_logit_diff`` and
     ``top1_agreement`` (fraction of positions whose argmax agrees).  Raises
     :class:`ExportError` if the reload fails or ``top1_agreement`` is below
-    ``min_top1_agreement`` (default :data:`NF4_MIN_TOP1_AGREEMENT`, measured on a real pretrained model).
+    ``min_top1_agreement`` (default :data:`NF4_MIN_TOP1_AGREEMENT`, measured on a real pretrained model);
+    with ``enforce=False`` (``export.fidelity: report``, random-weight models) the agreement is measured,
+    logged and returned with ``below_bar``, not held to the bar.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     model_dir = Path(model_dir)
     out_dir = Path(out_dir)
@@ -93,16 +103,11 @@ def export_bnb(
         raise ExportError(f"no *.safetensors weights in {model_dir}")
     fmt = _bnb_format(bits)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    logger.info("quantising %s to %s", model_dir, fmt.kind)
-    quantized = AutoModelForCausalLM.from_pretrained(
-        str(model_dir), quantization_config=fmt.config, device_map="cpu", dtype=torch.float32
-    )
     with staging_dir(out_dir) as staging:
-        quantized.save_pretrained(str(staging))
+        quantize_and_save(model_dir, staging, bits)
         tokenizer.save_pretrained(str(staging))
-        del quantized
         n_layers, lossless, stats = _check_staged_export(staging, model_dir, tokenizer, prompts, fmt,
-                                                         min_top1_agreement)
+                                                         min_top1_agreement, enforce)
         size = weights_size(staging)
         replace_dir_atomic(staging, out_dir)
 
@@ -114,10 +119,29 @@ def export_bnb(
         "bits": bits,
         "tokenizer_lossless": lossless,
         "min_top1_agreement": min_top1_agreement,
+        "fidelity_enforced": enforce,
         **stats,
     }
     logger.info("wrote %s export %s (%d bytes, fp32 %d bytes)", fmt.kind, out_dir, size, full_size)
     return result
+
+
+def quantize_and_save(model_dir: Path, out_dir: Path, bits: int = 4) -> None:
+    """Quantise ``model_dir`` with bitsandbytes while it loads and save it (no tokenizer, no check) to ``out_dir``.
+
+    ``from_pretrained`` with the bitsandbytes config quantises each linear
+    layer as its weights are read; the layers bitsandbytes leaves alone
+    (embeddings, norms) keep the checkpoint's own dtype ("auto"), so no
+    full-precision copy of the model is held beside the quantised one.
+    """
+    from transformers import AutoModelForCausalLM
+
+    fmt = _bnb_format(bits)
+    logger.info("quantising %s to %s", model_dir, fmt.kind)
+    quantized = AutoModelForCausalLM.from_pretrained(
+        str(model_dir), quantization_config=fmt.config, device_map="cpu", dtype="auto"
+    )
+    quantized.save_pretrained(str(out_dir))
 
 
 def _bnb_format(bits: int) -> _BnbFormat:
@@ -138,21 +162,22 @@ def _bnb_format(bits: int) -> _BnbFormat:
 
 
 def _check_staged_export(staging: Path, model_dir: Path, tokenizer, prompts: list[str], fmt: _BnbFormat,
-                         min_top1_agreement: float) -> tuple[int, bool, dict[str, float]]:
+                         min_top1_agreement: float, enforce: bool = True) -> tuple[int, bool, dict[str, float]]:
     """Reload the staged export and check it; raise :class:`ExportError` if it fails.
 
     Returns the number of quantised layers, whether the tokenizer round trip is
     lossless, and the logit figures of :func:`compare_models`.
     """
     import torch
-    from transformers import AutoModelForCausalLM
 
+    ids = check_prompt_ids(tokenizer, prompts)
+    references = reference_logits(model_dir, ids)  # computed and freed before the export is reloaded
     reloaded, reloaded_tok, n_layers = _reload(staging, fmt)
     lossless = check_tokenizer_roundtrip(tokenizer, reloaded_tok, TOKENIZER_CHECK_TEXTS)
-    reference = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
-    reference.eval()
-    stats = compare_models(reference, reloaded, tokenizer, prompts)
-    del reference, reloaded
+    with torch.inference_mode():
+        candidates = [reloaded(input_ids=torch.tensor([x])).logits[0].float().numpy() for x in ids]
+    stats = pooled_gaps(references, candidates)
+    del reloaded
     logger.info(
         "%s check: top1 agreement %.3f, max |logit diff| %.4f over %d positions",
         fmt.kind,
@@ -160,7 +185,12 @@ def _check_staged_export(staging: Path, model_dir: Path, tokenizer, prompts: lis
         stats["max_abs_logit_diff"],
         stats["positions"],
     )
-    if stats["top1_agreement"] < min_top1_agreement:
+    stats["below_bar"] = bool(stats["top1_agreement"] < min_top1_agreement)
+    if stats["below_bar"] and not enforce:
+        logger.warning("%s export agrees with the fp32 model on %.3f of %d positions, below the bar %s: "
+                       "reported, not enforced (export.fidelity: report)", fmt.kind, stats["top1_agreement"],
+                       stats["positions"], min_top1_agreement)
+    elif stats["below_bar"]:
         raise ExportError(
             f"{fmt.kind} export agrees with the fp32 model on only {stats['top1_agreement']:.3f} of "
             f"{stats['positions']} positions (tolerance {min_top1_agreement}); "
@@ -171,10 +201,11 @@ def _check_staged_export(staging: Path, model_dir: Path, tokenizer, prompts: lis
 
 def _reload(staging: Path, fmt: _BnbFormat) -> tuple[Any, Any, int]:
     """The staged model and tokenizer as a user would load them, and how many quantised layers the model has."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    try:
-        reloaded = AutoModelForCausalLM.from_pretrained(str(staging), device_map="cpu")
+    try:  # float32 for what bitsandbytes left unquantised: bf16 matmuls may not run on a CPU
+        reloaded = AutoModelForCausalLM.from_pretrained(str(staging), device_map="cpu", dtype=torch.float32)
         reloaded_tok = AutoTokenizer.from_pretrained(str(staging))
     except Exception as exc:  # any loader failure means the export is unusable
         raise ExportError(f"{fmt.kind} export in {staging} does not reload: {exc}") from exc

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -20,6 +21,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from distill.students.export.errors import ExportError
+
+logger = logging.getLogger(__name__)
 
 # Texts whose tokenization must survive an export unchanged: ASCII, digits
 # (split one by one by the Qwen2 regex), whitespace runs, non-ASCII, and the
@@ -42,9 +45,11 @@ DEFAULT_CHECK_PROMPTS: list[str] = [
 # transformers model, relative to the spread of the fp32 logits (max - min at a position,
 # averaged over positions), per stored type.  Measured on tiny random Qwen2 (width 64 and 256),
 # the toy teacher and a trained quickstart student: f32 <= 0.0013, f16 <= 0.0016,
-# q8_0 <= 0.028, q4_0 <= 0.234, Q4_K_M <= 0.10.  The bounds are about 2-4x the worst measured:
-# tight for f32/f16/q8_0, loose for the 4-bit types.
-GGUF_LOGIT_TOLERANCE: dict[str, float] = {"f32": 0.005, "f16": 0.01, "q8_0": 0.06, "q4_0": 0.5, "q4_k_m": 0.4}
+# q8_0 <= 0.028, q4_0 <= 0.234, Q4_K_M <= 0.10.  Real pretrained weights sit higher: SmolLM2-135M-Instruct
+# (30 layers) after a LoRA merge measured q8_0 0.069 (tests/test_smollm2_e2e.py) -- the worst logit over the
+# whole vocabulary grows with depth while top-1 agreement stays high.  The bounds are about 2x the worst
+# measured: tight for f32/f16/q8_0, loose for the 4-bit types.
+GGUF_LOGIT_TOLERANCE: dict[str, float] = {"f32": 0.005, "f16": 0.01, "q8_0": 0.14, "q4_0": 0.5, "q4_k_m": 0.4}
 
 
 def check_tokenizer_roundtrip(source_tok, exported_tok, texts: Iterable[str]) -> bool:
@@ -106,22 +111,40 @@ def logit_gap(reference: np.ndarray, candidate: np.ndarray) -> LogitGap:
     )
 
 
-def compare_models(reference, candidate, tokenizer, prompts: list[str]) -> dict[str, float]:
-    """Logit distance between two transformers models on ``prompts``, pooled over every position."""
-    import torch
+def reference_logits(model_dir: Path, id_lists: list[list[int]]) -> list[np.ndarray]:
+    """The full-precision transformers model's logits (float32, every position) for each token id list.
 
-    gaps: list[LogitGap] = []
-    with torch.inference_mode():
-        for prompt in prompts:
-            ids = tokenizer.encode(prompt, add_special_tokens=False)
-            if not ids:
-                continue
-            input_ids = torch.tensor([ids], dtype=torch.long)
-            ref = reference(input_ids=input_ids).logits.float()[0].numpy()
-            cand = candidate(input_ids=input_ids).logits.float()[0].numpy()
-            gaps.append(logit_gap(ref, cand))
-    if not gaps:
+    The model is loaded in float32 (bf16 matmuls may not run on a CPU), used
+    and freed before this returns, so a check never holds it beside the export
+    it is compared with (a llama.cpp model, a reloaded bitsandbytes model).
+    """
+    import gc
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    model.eval()
+    try:
+        with torch.inference_mode():
+            return [model(input_ids=torch.tensor([ids])).logits[0].float().numpy() for ids in id_lists]
+    finally:
+        del model
+        gc.collect()
+
+
+def check_prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
+    """Token ids of each non-empty check prompt, with the special tokens the tokenizer adds (Llama 3's BOS)."""
+    out = [tokenizer.encode(prompt, add_special_tokens=True) for prompt in prompts]
+    out = [ids for ids in out if ids]
+    if not out:
         raise ExportError("no check prompt produced any tokens")
+    return out
+
+
+def pooled_gaps(references: list[np.ndarray], candidates: list[np.ndarray]) -> dict[str, float]:
+    """Logit distance between reference and candidate logits, pooled over every position of every prompt."""
+    gaps = [logit_gap(ref, cand) for ref, cand in zip(references, candidates)]
     positions = sum(g.positions for g in gaps)
     return {
         "max_abs_logit_diff": max(g.max_abs_diff for g in gaps),
@@ -129,6 +152,17 @@ def compare_models(reference, candidate, tokenizer, prompts: list[str]) -> dict[
         "top1_agreement": sum(g.top1_matches for g in gaps) / positions,
         "positions": positions,
     }
+
+
+def compare_models(reference, candidate, tokenizer, prompts: list[str]) -> dict[str, float]:
+    """Logit distance between two loaded transformers models on ``prompts`` (see :func:`pooled_gaps`)."""
+    import torch
+
+    ids = check_prompt_ids(tokenizer, prompts)
+    with torch.inference_mode():
+        refs = [reference(input_ids=torch.tensor([x])).logits.float()[0].numpy() for x in ids]
+        cands = [candidate(input_ids=torch.tensor([x])).logits.float()[0].numpy() for x in ids]
+    return pooled_gaps(refs, cands)
 
 
 # ---------------------------------------------------------------------------
@@ -142,6 +176,7 @@ def gguf_logits_check(
     prompts: list[str] | None = None,
     *,
     tolerance: float | None = None,
+    enforce: bool = True,
     n_ctx: int = 512,
     n_threads: int = 1,
 ) -> dict[str, Any]:
@@ -155,66 +190,59 @@ def gguf_logits_check(
       at every position (:func:`logit_gap`): ``max_abs_logit_diff``,
       ``relative_logit_diff`` (that, over the spread of the fp32 logits) and
       top-1 agreement.  With ``tolerance`` (relative; see
-      :data:`GGUF_LOGIT_TOLERANCE`) a larger gap raises.
+      :data:`GGUF_LOGIT_TOLERANCE`) a larger gap raises; with ``enforce=False`` (``export.fidelity:
+      report``, random-weight models) it is logged and returned as ``over_tolerance``, not raised.
+      Tokenization is held exact either way.
     """
     try:
         import llama_cpp
     except ImportError as exc:
         raise ExportError("gguf_logits_check needs llama-cpp-python (pip install llama-cpp-python)") from exc
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     texts = list(texts) if texts is not None else list(TOKENIZER_CHECK_TEXTS)
     prompts = list(prompts) if prompts is not None else list(DEFAULT_CHECK_PROMPTS)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
-    model.eval()
+    ids = check_prompt_ids(tokenizer, prompts)
+    if max(len(x) for x in ids) > n_ctx:
+        raise ExportError(f"check prompt of {max(len(x) for x in ids)} tokens does not fit n_ctx={n_ctx}")
+    references = reference_logits(model_dir, ids)  # computed and freed before llama.cpp loads the GGUF
     # logits_all: llama-cpp-python only keeps every position's logits in ``scores`` when it is set.
     llm = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_threads=n_threads, logits_all=True, verbose=False)
     try:
         _check_llama_tokenization(llm, tokenizer, texts)
-        per_prompt = _llama_prompt_gaps(llm, model, tokenizer, prompts, n_ctx)
+        per_prompt = []
+        for prompt_ids, ref in zip(ids, references):
+            llm.reset()
+            llm.eval(prompt_ids)
+            gap = logit_gap(ref, np.array(llm.scores[: len(prompt_ids)], dtype=np.float32))
+            per_prompt.append({"tokens": len(prompt_ids), "max_abs_logit_diff": gap.max_abs_diff,
+                               "relative_logit_diff": gap.relative_diff, "top1_agreement": gap.top1_agreement})
     finally:
         llm.close()
-    return _summarise_llama_check(gguf_path, per_prompt, len(texts), tolerance)
+    return _summarise_llama_check(gguf_path, per_prompt, len(texts), tolerance, enforce)
 
 
 def _check_llama_tokenization(llm, tokenizer, texts: list[str]) -> None:
-    """Raise unless llama.cpp tokenizes and detokenizes every text exactly like the HF tokenizer."""
+    """Raise unless llama.cpp tokenizes and detokenizes every text exactly like the HF tokenizer.
+
+    Both without and with special tokens: the second proves the GGUF's
+    ``add_bos_token`` / ``add_eos_token`` match what the HF tokenizer adds.
+    """
     for text in texts:
+        for special in (False, True):
+            hf_ids = tokenizer.encode(text, add_special_tokens=special)
+            cpp_ids = list(llm.tokenize(text.encode("utf-8"), add_bos=special, special=True))
+            if hf_ids != cpp_ids:
+                raise ExportError(f"llama.cpp tokenizes {text!r} (add_special={special}) as {cpp_ids}, HF as {hf_ids}")
         hf_ids = tokenizer.encode(text, add_special_tokens=False)
-        cpp_ids = list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
-        if hf_ids != cpp_ids:
-            raise ExportError(f"llama.cpp tokenizes {text!r} as {cpp_ids}, HF as {hf_ids}")
-        back = llm.detokenize(cpp_ids, special=True).decode("utf-8", errors="replace")
+        back = llm.detokenize(hf_ids, special=True).decode("utf-8", errors="replace")
         if back != tokenizer.decode(hf_ids, skip_special_tokens=False):
             raise ExportError(f"llama.cpp detokenizes {text!r} as {back!r}")
 
 
-def _llama_prompt_gaps(llm, model, tokenizer, prompts: list[str], n_ctx: int) -> list[dict[str, Any]]:
-    """Per prompt, llama.cpp's logits against the transformers model's (see :func:`logit_gap`)."""
-    import torch
-
-    per_prompt = []
-    for prompt in prompts:
-        ids = tokenizer.encode(prompt, add_special_tokens=False)
-        if not ids:
-            continue
-        if len(ids) > n_ctx:
-            raise ExportError(f"check prompt of {len(ids)} tokens does not fit n_ctx={n_ctx}")
-        llm.reset()
-        llm.eval(ids)
-        cpp = np.array(llm.scores[: len(ids)], dtype=np.float32)
-        with torch.inference_mode():
-            ref = model(input_ids=torch.tensor([ids])).logits[0].float().numpy()
-        gap = logit_gap(ref, cpp)
-        per_prompt.append({"prompt": prompt, "tokens": len(ids), "max_abs_logit_diff": gap.max_abs_diff,
-                           "relative_logit_diff": gap.relative_diff, "top1_agreement": gap.top1_agreement})
-    return per_prompt
-
-
 def _summarise_llama_check(gguf_path: Path, per_prompt: list[dict[str, Any]], texts_checked: int,
-                           tolerance: float | None) -> dict[str, Any]:
+                           tolerance: float | None, enforce: bool = True) -> dict[str, Any]:
     """Pool the per-prompt figures (worst gap, token-weighted agreement); raise if over ``tolerance``."""
     if not per_prompt:
         raise ExportError("no check prompt produced any tokens")
@@ -228,7 +256,13 @@ def _summarise_llama_check(gguf_path: Path, per_prompt: list[dict[str, Any]], te
         "tolerance": tolerance,
         "prompts": per_prompt,
     }
-    if tolerance is not None and not result["relative_logit_diff"] <= tolerance:
+    result["over_tolerance"] = tolerance is not None and not result["relative_logit_diff"] <= tolerance
+    result["fidelity_enforced"] = enforce
+    if result["over_tolerance"] and not enforce:
+        logger.warning("llama.cpp logits of %s differ from the fp32 model by %.3g (relative), over the tolerance "
+                       "%s: reported, not enforced (export.fidelity: report)", gguf_path,
+                       result["relative_logit_diff"], tolerance)
+    elif result["over_tolerance"]:
         raise ExportError(f"llama.cpp logits of {gguf_path} differ from the fp32 model by "
                           f"{result['relative_logit_diff']:.3g} (relative; tolerance {tolerance})")
     return result

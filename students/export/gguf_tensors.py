@@ -17,19 +17,15 @@ from typing import Any
 import numpy as np
 
 from distill.students.export.errors import ExportError
+from distill.students.export.gguf_support import GGUF_ARCHES, gguf_unsupported_reason, rope_parameters
 
 logger = logging.getLogger(__name__)
-
-# HF architecture -> gguf.MODEL_ARCH member (llama.cpp arch string via gguf.MODEL_ARCH_NAMES)
-_GGUF_ARCHES = {
-    "Qwen2ForCausalLM": "QWEN2",
-    "LlamaForCausalLM": "LLAMA",
-}
 
 # export_gguf's qtype -> (gguf.GGMLQuantizationType member, gguf.LlamaFileType member)
 _QTYPES = {
     "f32": ("F32", "ALL_F32"),
     "f16": ("F16", "MOSTLY_F16"),
+    "bf16": ("BF16", "MOSTLY_BF16"),
     "q8_0": ("Q8_0", "MOSTLY_Q8_0"),
     "q4_0": ("Q4_0", "MOSTLY_Q4_0"),
 }
@@ -38,7 +34,7 @@ _QTYPES = {
 def supported_gguf_qtypes() -> list[str]:
     """The ``qtype`` values :func:`export_gguf` accepts with the installed ``gguf`` package.
 
-    ``f32``/``f16`` are plain numpy casts; quantised types need a numpy
+    ``f32``/``f16``/``bf16`` are plain numpy casts; quantised types need a numpy
     quantiser in ``gguf.quants`` (Q8_0 and Q4_0 have one in gguf >= 0.10).
     """
     import gguf
@@ -46,7 +42,7 @@ def supported_gguf_qtypes() -> list[str]:
     out = []
     for name, (ggml_name, _) in _QTYPES.items():
         qt = gguf.GGMLQuantizationType[ggml_name]
-        if name in ("f32", "f16"):
+        if name in ("f32", "f16", "bf16"):
             out.append(name)
             continue
         try:
@@ -85,21 +81,6 @@ def llama_permute(weights: np.ndarray, n_head: int, n_head_kv: int | None = None
     )
 
 
-def _rope_theta(config: dict[str, Any]) -> float:
-    """rope base from a config.json, old (``rope_theta``) or transformers-5 (``rope_parameters``) layout.
-
-    Scaled rope (llama3, yarn, linear, ...) needs extra GGUF keys and tensors this
-    exporter does not write, so it is refused rather than exported wrongly.
-    """
-    params = config.get("rope_parameters") or {}
-    scaling = config.get("rope_scaling") or {}
-    rope_type = params.get("rope_type") or scaling.get("rope_type") or scaling.get("type") or "default"
-    if rope_type != "default":
-        raise ExportError(f"rope type {rope_type!r} is not supported by this GGUF exporter")
-    theta = config.get("rope_theta", params.get("rope_theta"))
-    return float(theta) if theta is not None else 10000.0
-
-
 @dataclass(frozen=True)
 class GgufTarget:
     """A checkpoint's ``config.json`` read as a GGUF writer needs it: llama.cpp arch and hyper-parameters."""
@@ -108,6 +89,7 @@ class GgufTarget:
     hf_arch: str
     model_arch: Any  # gguf.MODEL_ARCH member
     rope_theta: float
+    rope: dict[str, Any]  # gguf_support.rope_parameters: rope_type and its scaling keys
 
     @property
     def arch(self) -> str:
@@ -152,87 +134,115 @@ class GgufTarget:
 
 
 def read_gguf_target(model_dir: Path) -> GgufTarget:
-    """Read ``model_dir/config.json``; raise unless it is an unquantised Qwen2 / Llama with plain rope."""
+    """Read ``model_dir/config.json``; raise with :func:`gguf_unsupported_reason`'s line when it cannot be converted."""
     import gguf
 
     config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-    if config.get("quantization_config"):
-        # e.g. an nf4 export: its safetensors hold packed uint8, not weights GGUF can re-quantise.
-        raise ExportError(f"{model_dir} is already quantised; export GGUF from the fp32/bf16 checkpoint")
-    architectures = config.get("architectures") or []
-    hf_arch = next((a for a in architectures if a in _GGUF_ARCHES), None)
-    if hf_arch is None:
-        raise ExportError(f"GGUF export supports {sorted(_GGUF_ARCHES)}, not {architectures}")
-    target = GgufTarget(config, hf_arch, gguf.MODEL_ARCH[_GGUF_ARCHES[hf_arch]], _rope_theta(config))
-    _ = (target.n_layers, target.head_dim, target.n_head_kv, target.vocab_size)  # missing keys fail here, early
-    return target
+    reason = gguf_unsupported_reason(config)
+    if reason is not None:
+        raise ExportError(f"{model_dir}: {reason}")
+    rope = rope_parameters(config)
+    theta = rope.get("rope_theta")
+    hf_arch = next(a for a in config["architectures"] if a in GGUF_ARCHES)
+    return GgufTarget(config, hf_arch, gguf.MODEL_ARCH[GGUF_ARCHES[hf_arch]],
+                      float(theta) if theta is not None else 10000.0, rope)
 
 
-def read_state_dict(model_dir: Path) -> dict[str, np.ndarray]:
-    """All tensors of the safetensors checkpoint(s) in ``model_dir`` as float32 numpy arrays."""
-    import torch
+def llama3_rope_factors(target: GgufTarget) -> np.ndarray:
+    """The ``rope_freqs`` tensor llama.cpp reads for Llama-3.1/3.3 rope scaling (``rope_type: llama3``).
+
+    Per rotary frequency ``1 / theta^(2i/d)``: 1 for wavelengths shorter than
+    ``original_max_position_embeddings / high_freq_factor``, ``factor`` for ones
+    longer than ``original / low_freq_factor``, and a smooth blend in between --
+    the same rule as transformers' ``_compute_llama3_parameters`` and llama.cpp's
+    ``LlamaModel.generate_extra_tensors``; llama.cpp divides each frequency by its factor.
+    """
+    rope = target.rope
+    dim = int(target.head_dim)
+    factor = float(rope["factor"])
+    low, high = float(rope["low_freq_factor"]), float(rope["high_freq_factor"])
+    old_context = float(rope["original_max_position_embeddings"])
+    freqs = 1.0 / (target.rope_theta ** (np.arange(0, dim, 2, dtype=np.float32) / dim))
+    wavelen = 2 * np.pi / freqs.astype(np.float64)
+    smooth = (old_context / wavelen - low) / (high - low)
+    blended = 1.0 / ((1 - smooth) / factor + smooth)
+    out = np.where(wavelen < old_context / high, 1.0, np.where(wavelen > old_context / low, factor, blended))
+    return out.astype(np.float32)
+
+
+def tensor_qtype(gguf_name: str, shape: tuple[int, ...], wanted):
+    """The GGML type one tensor is stored as, as convert_hf_to_gguf chooses it.
+
+    1-D tensors (norms, biases, rope_freqs) and norm weights stay F32; a
+    quantised type needs rows (the last numpy axis) divisible by its block
+    size, otherwise the tensor falls back to F16.
+    """
+    import gguf
+
+    T = gguf.GGMLQuantizationType
+    if len(shape) <= 1 or gguf_name.endswith("_norm.weight"):
+        return T.F32
+    if wanted in (T.F32, T.F16, T.BF16):
+        return wanted
+    block = gguf.GGML_QUANT_SIZES[wanted][0]
+    if shape[-1] % block != 0:
+        logger.warning("%s: row length %d not divisible by %d, storing F16", gguf_name, shape[-1], block)
+        return T.F16
+    return wanted
+
+
+@dataclass(frozen=True)
+class PlannedTensor:
+    """One GGUF tensor before any weight is read: where it comes from, its shape, type and rope permutation."""
+
+    gguf_name: str
+    shape: tuple[int, ...]  # numpy order (rows last)
+    qtype: Any  # gguf.GGMLQuantizationType
+    file: Path | None  # the safetensors file holding it; None for a generated tensor (rope_freqs)
+    hf_name: str = ""
+    permute_heads: int | None = None  # llama_permute(data, n_head, permute_heads) for llama q/k
+
+
+def _skipped(hf_name: str, target: GgufTarget) -> bool:
+    if hf_name.endswith(("rotary_emb.inv_freq", ".attention.masked_bias", ".attention.bias")):
+        return True
+    return target.tied and hf_name == "lm_head.weight"  # llama.cpp falls back to token_embd
+
+
+def plan_tensors(model_dir: Path, target: GgufTarget, wanted) -> list[PlannedTensor]:
+    """Map, type and order every tensor from the safetensors headers alone (no weight is read here).
+
+    ``lm_head`` is left out for tied embeddings; llama q/k get the rope
+    permutation; a ``llama3`` rope adds the generated ``rope_freqs`` tensor
+    first, as llama.cpp's converter does.
+    """
+    import gguf
     from safetensors import safe_open
 
     files = sorted(Path(model_dir).glob("*.safetensors"))
     if not files:
         raise ExportError(f"no *.safetensors weights in {model_dir}")
-    tensors: dict[str, np.ndarray] = {}
+    name_map = gguf.get_tensor_name_map(target.model_arch, target.n_layers)
+    planned: list[PlannedTensor] = []
+    if target.rope["rope_type"] == "llama3":
+        name = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"
+        planned.append(PlannedTensor(name, (int(target.head_dim) // 2,), gguf.GGMLQuantizationType.F32, None))
     for file in files:
         with safe_open(str(file), framework="pt") as fh:
-            for name in fh.keys():
-                tensors[name] = fh.get_tensor(name).to(torch.float32).numpy()
-    return tensors
-
-
-def _tensor_qtype(gguf_name: str, data: np.ndarray, wanted):
-    """The GGML type one tensor is stored as, as convert_hf_to_gguf chooses it.
-
-    1-D tensors (norms, biases) and norm weights stay F32; a quantised type
-    needs rows (the last numpy axis) divisible by its block size, otherwise the
-    tensor falls back to F16.
-    """
-    import gguf
-
-    T = gguf.GGMLQuantizationType
-    if data.ndim <= 1 or gguf_name.endswith("_norm.weight"):
-        return T.F32
-    if wanted in (T.F32, T.F16):
-        return wanted
-    block = gguf.GGML_QUANT_SIZES[wanted][0]
-    if data.shape[-1] % block != 0:
-        logger.warning("%s: row length %d not divisible by %d, storing F16", gguf_name, data.shape[-1], block)
-        return T.F16
-    return wanted
-
-
-def plan_tensors(state: dict[str, np.ndarray], target: GgufTarget,
-                 wanted) -> tuple[list[tuple[str, np.ndarray, Any]], dict[str, np.ndarray]]:
-    """Map, permute and type every tensor before the file is opened.
-
-    Returns ``(gguf_name, float32 data, GGML type)`` in checkpoint order, and
-    the data by GGUF name (what the read-back check compares against).
-    ``lm_head`` is left out for tied embeddings: llama.cpp falls back to ``token_embd``.
-    """
-    import gguf
-
-    name_map = gguf.get_tensor_name_map(target.model_arch, target.n_layers)
-    planned: list[tuple[str, np.ndarray, Any]] = []
-    originals: dict[str, np.ndarray] = {}
-    for hf_name, data in state.items():
-        if hf_name.endswith(("rotary_emb.inv_freq", ".attention.masked_bias", ".attention.bias")):
-            continue
-        if target.tied and hf_name == "lm_head.weight":
-            continue
-        if target.is_llama and hf_name.endswith(("q_proj.weight", "q_proj.bias")):
-            data = llama_permute(data, target.n_head, target.n_head)
-        elif target.is_llama and hf_name.endswith(("k_proj.weight", "k_proj.bias")):
-            data = llama_permute(data, target.n_head, target.n_head_kv)
-        gguf_name = name_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
-        if gguf_name is None:
-            raise ExportError(f"no GGUF name for tensor {hf_name!r} of {target.hf_arch}")
-        data = np.ascontiguousarray(data, dtype=np.float32)
-        planned.append((gguf_name, data, _tensor_qtype(gguf_name, data, wanted)))
-        originals[gguf_name] = data
-    if "token_embd.weight" not in originals:
+            for hf_name in fh.keys():
+                if _skipped(hf_name, target):
+                    continue
+                gguf_name = name_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+                if gguf_name is None:
+                    raise ExportError(f"no GGUF name for tensor {hf_name!r} of {target.hf_arch}")
+                shape = tuple(int(d) for d in fh.get_slice(hf_name).get_shape())
+                heads = None
+                if target.is_llama and hf_name.endswith(("q_proj.weight", "q_proj.bias")):
+                    heads = target.n_head
+                elif target.is_llama and hf_name.endswith(("k_proj.weight", "k_proj.bias")):
+                    heads = target.n_head_kv
+                planned.append(PlannedTensor(gguf_name, shape, tensor_qtype(gguf_name, shape, wanted), file,
+                                             hf_name, heads))
+    if not any(p.gguf_name == "token_embd.weight" for p in planned):
         raise ExportError("checkpoint has no token embedding")
-    return planned, originals
+    return planned

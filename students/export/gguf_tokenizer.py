@@ -124,6 +124,21 @@ def _tokens_and_types(tokenizer, vocab_size: int) -> tuple[list[str], list[int]]
     return tokens, types
 
 
+def _added_special_tokens(tokenizer) -> tuple[bool, bool]:
+    """Whether the HF tokenizer prepends BOS / appends EOS when encoding with special tokens.
+
+    Read from what the tokenizer does, not from ``add_bos_token`` flags: Llama 3
+    adds ``<|begin_of_text|>`` through its tokenizer.json post-processor while
+    its tokenizer_config has no such flag; Qwen2.5 has no BOS at all.
+    """
+    plain = tokenizer.encode("a", add_special_tokens=False)
+    full = tokenizer.encode("a", add_special_tokens=True)
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    add_bos = bos is not None and len(full) > len(plain) and full[0] == bos
+    add_eos = eos is not None and len(full) > len(plain) and full[-1] == eos
+    return add_bos, add_eos
+
+
 def gguf_vocab(model_dir: Path, vocab_size: int) -> dict[str, Any]:
     """Tokenizer metadata for a byte-level BPE tokenizer, as convert_hf_to_gguf's ``_set_vocab_gpt2`` builds it.
 
@@ -141,8 +156,11 @@ def gguf_vocab(model_dir: Path, vocab_size: int) -> dict[str, Any]:
         idx = getattr(tokenizer, f"{name}_token_id", None)
         if idx is not None:
             special[name] = int(idx)
+    add_bos, add_eos = _added_special_tokens(tokenizer)
     return {
         "pre": _detect_tokenizer_pre(tokenizer_json),
+        "add_bos": add_bos,
+        "add_eos": add_eos,
         "tokens": tokens,
         "token_types": types,
         "merges": _merges_as_strings(tokenizer_json.get("model", {}).get("merges", [])),

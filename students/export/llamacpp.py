@@ -1,7 +1,9 @@
 """4-bit GGUF: llama.cpp's own quantizer (Q4_K_M), or Q4_0 from the ``gguf`` package without llama.cpp.
 
 Q4_K_M is what llama.cpp users ship, and only llama.cpp's ``llama_model_quantize``
-writes it (from an f32 GGUF written by :func:`export_gguf`).  Either way the
+writes it, from a 16-bit GGUF written by :func:`export_gguf` (bf16 for a bf16
+checkpoint, else f16: what llama.cpp's converter calls ``auto``), never a full
+float32 file.  Either way the
 4-bit file is checked in llama.cpp when it is installed
 (:func:`~distill.students.export.checks.gguf_logits_check`, 4-bit tolerance)
 before it is published.
@@ -21,6 +23,7 @@ from distill.students.export.staging import staging_dir
 
 logger = logging.getLogger(__name__)
 
+QUANTIZE_BUFFER_BYTES = 64 * 2**20  # float32 rows llama.cpp's quantizer holds at once (its default: 8 GiB)
 K_QUANT_BLOCK = 256  # llama.cpp k-quants (Q4_K, Q6_K ...) need rows that are a multiple of this
 
 # GGML types that store 4 bits per weight (the share of weights in these is ``fraction_4bit``).
@@ -40,7 +43,8 @@ def export_gguf_4bit(model_dir: Path, out_dir: Path, *, prefer: str = "q4_k_m", 
     """A 4-bit GGUF of ``model_dir``: Q4_K_M through llama.cpp's quantizer, else Q4_0 through ``gguf``.
 
     Q4_K_M is what llama.cpp users ship, and only llama.cpp's own
-    ``llama_model_quantize`` writes it (from an f32 GGUF written here).  k-quants
+    ``llama_model_quantize`` writes it (from a 16-bit GGUF written here, see
+    :func:`intermediate_qtype`).  k-quants
     need rows of a multiple of 256 values; llama.cpp stores narrower tensors
     in its fallback types (Q5_0 for Q4_K, Q8_0 for Q6_K), which is what tiny
     models get -- the result records how many tensors fell back and why, and the
@@ -105,26 +109,65 @@ def _four_bit_storage(path: Path, qtype: str) -> dict[str, Any]:
     }
 
 
-def _quantize_with_llama_cpp(model_dir: Path, out_path: Path,
-                             llama_cpp_tolerance: float | None = None) -> dict[str, Any]:
-    """f32 GGUF (:func:`export_gguf`) -> Q4_K_M with ``llama_cpp.llama_model_quantize``, published atomically
-    (after :func:`gguf_logits_check` within ``llama_cpp_tolerance``, when given)."""
+def intermediate_qtype(model_dir: Path) -> str:
+    """The GGUF type Q4_K_M is quantised from: ``bf16`` for a bf16 checkpoint, else ``f16``.
+
+    llama.cpp's converter picks the same ("auto": the highest-fidelity 16-bit
+    type); it halves the scratch file and the quantizer's reads against f32,
+    and loses nothing a 4-bit result would keep.
+    """
+    from safetensors import safe_open
+
+    for file in sorted(Path(model_dir).glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as fh:
+            for name in fh.keys():
+                if fh.get_slice(name).get_dtype() in ("BF16", "bfloat16"):
+                    return "bf16"
+                return "f16"
+    raise ExportError(f"no *.safetensors weights in {model_dir}")
+
+
+def llama_cpp_quantize(source_path: Path, out_path: Path, ftype: str = "Q4_K_M") -> None:
+    """``llama_cpp.llama_model_quantize`` of a 16-bit GGUF into ``out_path`` (one thread).
+
+    By default llama.cpp converts each tensor whole to float32 before quantising
+    it (up to 8 GiB of rows at once): on a 1.5B Qwen that is the 0.93 GB
+    embedding, a third of the bf16 checkpoint.  ``max_buf_size`` (the library's
+    own bound, :data:`QUANTIZE_BUFFER_BYTES`) makes it work through a tensor a
+    block of rows at a time instead; the result is the same file.  The 16-bit
+    input is memory-mapped by llama.cpp (no option turns that off); those pages
+    are file-backed page cache, reported apart by ``bench/export_memory.py``.
+    """
     import ctypes
 
     import llama_cpp
 
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype}")
+    params.nthread = 1
+    if hasattr(params, "max_buf_size"):  # llama-cpp-python >= 0.3.3x; older ones hold each tensor whole
+        params.max_buf_size = QUANTIZE_BUFFER_BYTES
+    rc = llama_cpp.llama_model_quantize(str(source_path).encode(), str(out_path).encode(), ctypes.byref(params))
+    if rc != 0 or not Path(out_path).is_file():
+        raise ExportError(f"llama.cpp's quantizer failed on {source_path} (return code {rc})")
+
+
+def _quantize_with_llama_cpp(model_dir: Path, out_path: Path,
+                             llama_cpp_tolerance: float | None = None) -> dict[str, Any]:
+    """16-bit GGUF (:func:`export_gguf`) -> Q4_K_M with ``llama_cpp.llama_model_quantize``, published atomically
+    (after :func:`gguf_logits_check` within ``llama_cpp_tolerance``, when given)."""
     with staging_dir(out_path) as staging:
-        f32_path = staging / "model-f32.gguf"
-        f32 = export_gguf(model_dir, f32_path, "f32")
-        params = llama_cpp.llama_model_quantize_default_params()
-        params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
-        params.nthread = 1
+        source_type = intermediate_qtype(model_dir)
+        source_path = staging / f"model-{source_type}.gguf"
+        source = export_gguf(model_dir, source_path, source_type)
         quantized = staging / out_path.name
-        rc = llama_cpp.llama_model_quantize(str(f32_path).encode(), str(quantized).encode(), ctypes.byref(params))
-        if rc != 0 or not quantized.is_file():
-            raise ExportError(f"llama.cpp's quantizer failed on {model_dir} (return code {rc})")
+        try:
+            llama_cpp_quantize(source_path, quantized)
+        finally:
+            source_path.unlink()  # the scratch file goes before the check loads the model
         checked = (None if llama_cpp_tolerance is None
                    else gguf_logits_check(quantized, model_dir, tolerance=llama_cpp_tolerance))
         os.replace(quantized, out_path)
-    return {"full_size_bytes": f32["full_size_bytes"], "arch": f32["arch"], "tokenizer_pre": f32["tokenizer_pre"],
-            "tensors": f32["tensors"], **({"llama_cpp_check": checked} if checked is not None else {})}
+    return {"full_size_bytes": source["full_size_bytes"], "arch": source["arch"],
+            "tokenizer_pre": source["tokenizer_pre"], "tensors": source["tensors"], "intermediate": source_type,
+            **({"llama_cpp_check": checked} if checked is not None else {})}
