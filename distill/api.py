@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Run", "StageNotRun", "load_config", "open_run", "run", "run_stage"]
+__all__ = ["Run", "StageNotRun", "load_config", "open_run", "rehearse", "run", "run_stage"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 ConfigLike = Union["RunConfig", PathLike, Mapping[str, Any]]
@@ -189,6 +189,23 @@ def run_stage(config_or_path: ConfigLike, stage: str, force: bool = False, overr
         raise UserError(f"unknown stage {stage!r}; stages are: {', '.join(STAGES)}")
     return run(config_or_path, until=stage, force=[stage] if force else None, overrides=overrides,
                reporter=reporter, quiet=quiet)
+
+
+def rehearse(config_path: PathLike, until: str | None = None, workdir: PathLike | None = None,
+             overrides: Overrides = None, quiet: bool = True) -> list[dict[str, Any]]:
+    """Rehearse a config on this CPU (``distill rehearse``): one plain row per stage with ``stage``, ``ran``,
+    ``substituted`` (``"path: old -> new (why)"``), ``full_scale_problems``, ``ok`` and ``seconds``.
+
+    Tiny random-weight models of the real architectures run the real pipeline in ``workdir`` (default
+    ``rehearsals/<name>``), never in a real run folder.  Bad input raises
+    :class:`~distill.errors.UserError`; a failing stage is a row with ``ok`` False.
+    """
+    from distill.rehearse import plain_rows
+    from distill.rehearse import rehearse as _rehearse
+
+    with _library_progress_bars_off() if quiet else contextlib.nullcontext():
+        rows = _rehearse(config_path, until=until, workdir=workdir, overrides=_override_strings(overrides))
+    return plain_rows(rows)
 
 
 def open_run(run_dir: PathLike) -> "Run":

@@ -86,7 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     tsrv.add_argument("--dry-run", action="store_true", help="print the server command line (as a GPU node runs "
                                                             "it; credential values such as --api-key's shown as "
                                                             "***) and exit")
+    _add_rehearse_parser(sub, STAGES)
     return parser
+
+
+def _add_rehearse_parser(sub: Any, stages: Sequence[str]) -> None:
+    reh = sub.add_parser("rehearse", help="run the config's real code paths on this CPU in minutes: tiny random-"
+                                          "weight models of the real architectures, GPU settings checked at full "
+                                          "scale then replaced (each listed); exit 1 when a stage would fail")
+    reh.add_argument("config")
+    reh.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    reh.add_argument("--until", metavar="STAGE", help=f"stop after this stage ({', '.join(stages)})")
+    reh.add_argument("--workdir", metavar="DIR", help="where the rehearsal writes (default rehearsals/<name>; "
+                                                      "never a real run folder)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         commands = {"validate": _validate, "show": _show, "gc": _gc, "check-template": _check_template, "plan": _plan,
-                    "report": _report, "teacher": _teacher}
+                    "report": _report, "teacher": _teacher, "rehearse": _rehearse}
         return commands.get(args.command, _run)(args, console)
     except UserError as exc:
         errors.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
@@ -121,7 +133,20 @@ def _validate(args: argparse.Namespace, console) -> int:
 
     # every stage's static checks and the files the config names (light: no torch, no datasets); what is not
     # on this machine (a recipe's data/ prepared on the cluster) is listed, and `distill run` refuses it
-    missing = check_all(config, missing_ok=True)
+    from distill.scale_checks import scale_errors
+
+    full_scale = scale_errors(config)  # `distill run` stops at the first; validate lists every one
+    try:
+        missing = check_all(config, missing_ok=True)
+    except UserError as exc:
+        if not full_scale:
+            raise
+        from rich.console import Console
+
+        lines = ([] if str(exc).startswith(full_scale[0]) else [str(exc)]) + full_scale
+        for line in lines:
+            Console(stderr=True).print(f"[bold red]error:[/] {line}", highlight=False, markup=True, soft_wrap=True)
+        return EXIT_USAGE
     console.print(f"{args.config}: ok (run folder {config.run_dir})", highlight=False)
     for line in missing:
         console.print(f"not here (`distill run` needs it): {line}", highlight=False, markup=False, soft_wrap=True)
@@ -240,6 +265,26 @@ def _teacher(args: argparse.Namespace, console) -> int:
         console.print(f"shard {index}/{count}: sampled {info.get('sampled_traces', 0)} trace(s), reused "
                       f"{info.get('reused_traces', 0)}, in {info.get('store')}", highlight=False, soft_wrap=True)
     return EXIT_OK
+
+
+def _rehearse(args: argparse.Namespace, console) -> int:
+    """The rehearsal table; exit 1 when a stage failed or would fail at full scale."""
+    _quiet_libraries()
+    # vLLM logs to stdout on its own handler, dozens of CPU-backend lines per engine, around the table
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    from rich.console import Console
+
+    from distill.rehearse import TABLE_WIDTH, all_ok, rehearsal_table, rehearse
+
+    rows = rehearse(args.config, until=args.until, workdir=args.workdir, overrides=args.overrides)
+    # a pipe or a log gets 80 columns, too narrow for the substitutions; the width must be the Console's
+    # (print(width=...) is capped at the console's own width)
+    wide = Console(file=sys.stdout, width=max(console.width, TABLE_WIDTH), highlight=False)
+    wide.print(rehearsal_table(rows, title=f"rehearsal of {args.config}"))
+    failed = [row.stage for row in rows if not row.ok]
+    console.print(f"{args.config}: " + (f"would fail at {', '.join(failed)}" if failed else "every stage rehearsed ok"),
+                  highlight=False, soft_wrap=True)
+    return EXIT_OK if all_ok(rows) else EXIT_FAILED
 
 
 def _parse_shard(text: str) -> tuple[int, int]:

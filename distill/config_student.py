@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from distill.config_base import Strict, TinyModelConfig
 
@@ -60,6 +60,8 @@ class StudentConfig(Strict):
         "auto", description="auto: FlashAttention-2 on a GPU when flash-attn is installed, else SDPA")
     rope: Optional[RopeConfig] = Field(None, description="raise rope_theta / positions for long-context SFT")
     save_steps: int = Field(100, ge=1)
+    logging_steps: int = Field(10, ge=1, description="log the loss every N optimiser steps (the train stage's "
+                                                      "first and final loss come from these logs)")
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
@@ -69,6 +71,19 @@ class StudentConfig(Strict):
     chat_template: Literal["auto", "tokenizer", "chatml", "llama3", "r1_distill"] = Field(
         "auto", description="auto keeps the tokenizer's template unless it drops the <think> block "
                             "(stock R1-Distill), then uses a training variant; see `distill check-template`")
+    report_to: list[Literal["tensorboard", "wandb", "trackio", "mlflow"]] = Field(
+        [], description="experiment trackers (transformers' own report_to integrations, each needs its package): "
+                        "the loss, the run config, the filter funnel and the eval results in one tracker run; "
+                        "TensorBoard's event files go to train/tracking/tensorboard")
+    push_checkpoints: bool = Field(
+        False, description="push each saved checkpoint to hub.repo_id as branch step-<N> while training runs "
+                           "(in a background thread; the same idempotent, retried push as the final one)")
+
+    @model_validator(mode="after")
+    def _check_trackers(self) -> "StudentConfig":
+        if len(set(self.report_to)) != len(self.report_to):
+            raise ValueError("report_to names a tracker twice")
+        return self
 
 
 class ExportConfig(Strict):
@@ -79,3 +94,8 @@ class ExportConfig(Strict):
     gguf_4bit: Optional[Literal["q4_k_m", "q4_0"]] = Field(
         "q4_k_m", description="a 4-bit GGUF too (student_gguf): Q4_K_M via llama.cpp's quantizer when "
                               "llama-cpp-python is installed, else Q4_0 via gguf; null for none")
+    fidelity: Literal["enforce", "report"] = Field(
+        "enforce", description="enforce: an export whose logits stray past its bar (nf4/int8 top-1 agreement, "
+                               "GGUF relative logit gap in llama.cpp) fails the stage; report: the same figures "
+                               "are measured, logged and recorded in the manifest, not held to the bar (random-"
+                               "weight models: `distill rehearse`). Tokenization must match either way")

@@ -20,9 +20,10 @@ from typing import Any
 
 from distill.config import STAGES, RunConfig, dump_config
 from distill.errors import UserError
+from distill.input_checks import check_inputs
 from distill.progress import NullReporter, Reporter
 from distill.run_lock import run_lock
-from distill.runner import Launch, check_all, fingerprints, run_in_launch, run_stage
+from distill.runner import Launch, check_all, fingerprints, needed_stages, run_in_launch, run_stage
 from distill.run_summary import build_summary
 from distill.stage import Context
 from distill.store import RunStore, write_json_atomic
@@ -31,15 +32,21 @@ log = logging.getLogger(__name__)
 
 
 def run(config: RunConfig, until: str | None = None, force: list[str] | None = None,
-        reporter: Reporter | None = None) -> dict[str, Any]:
+        reporter: Reporter | None = None, *, static_checks: bool = True) -> dict[str, Any]:
     """Run the pipeline up to ``until`` (inclusive); ``force`` re-runs the named stages and those after them.
 
+    ``static_checks=False`` runs the stages even when a stage's static check or a full-scale check
+    (:mod:`distill.scale_checks`) refuses the config; the files it names are still checked.  Only
+    ``distill rehearse`` wants that: it lists those refusals itself, then shows what each stage does at run time.
     Returns the run summary (also written to ``report.json`` in the run folder).
     """
     for name in [until, *(force or [])]:
         if name is not None and name not in STAGES:
             raise UserError(f"unknown stage {name!r}; stages are: {', '.join(STAGES)}")
-    check_all(config)  # every input checked before the first expensive step
+    if static_checks:
+        check_all(config)  # every input checked before the first expensive step
+    else:
+        check_inputs(config)
     with run_lock(config.run_dir, exclusive=True):  # a second `distill run` here is refused, not interleaved
         return _run_locked(config, until, force, reporter)
 
@@ -55,8 +62,10 @@ def _run_locked(config: RunConfig, until: str | None, force: list[str] | None,
         forced_from = min((STAGES.index(s) for s in force or []), default=len(STAGES))
         last = STAGES.index(until) if until else len(STAGES) - 1
         ctx = Context(config, store, reporter or NullReporter())
+        needed = needed_stages(config, STAGES[last])  # an eval of the teacher alone trains nothing
         for i, stage in enumerate(STAGES[: last + 1]):  # fingerprints again after each stage: its output counts
-            run_stage(ctx, stage, fingerprints(config, store), forced=i >= forced_from)
+            if stage in needed:
+                run_stage(ctx, stage, fingerprints(config, store), forced=i >= forced_from)
         summary = build_summary(config.name, store)
         write_json_atomic(config.run_dir / "report.json", summary)
         return summary

