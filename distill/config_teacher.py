@@ -143,6 +143,48 @@ class TraceDatasetOptions(Strict):
     tokenizer: Optional[str] = Field(None, description="a tokenizer folder for exact token counts (else estimated)")
 
 
+class ScoutConfig(Strict):
+    """A cheaper model that screens problems before the teacher (docs/adaptive.md): any sampler backend."""
+
+    model: str = Field(..., min_length=1, description="a local folder, Hub id or served name (the student base, "
+                                                      "an R1-Distill model, an API model)")
+    backend: Literal["transformers", "vllm", "openai", "llamacpp"] = "transformers"
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    samples: int = Field(4, ge=1, description="scout samples per problem")
+    on_solved: Literal["skip", "one_teacher_sample"] = Field(
+        "skip", description="what a problem the scout solved in every sample gets from the teacher")
+    temperature: float = Field(0.6, ge=0, le=2)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(32768, ge=1)
+    batch_size: int = Field(64, ge=1)
+    seed: int = 0
+    openai: OpenAIOptions = OpenAIOptions()
+
+
+class SamplingConfig(Strict):
+    """How many teacher samples a problem gets: ``fixed`` (samples_per_problem each, as published recipes) or
+    ``adaptive`` (rounds until target_per_problem verified traces or max_per_problem samples)."""
+
+    mode: Literal["fixed", "adaptive"] = "fixed"
+    target_per_problem: int = Field(1, ge=1, description="adaptive: verified traces that close a problem")
+    max_per_problem: int = Field(8, ge=1, description="adaptive: samples after which an open problem is unsolved")
+    rounds: Optional[list[int]] = Field(None, description="adaptive: new samples an open problem gets in each "
+                                                          "round, the last repeated up to max_per_problem (default "
+                                                          "doubling: target, target, 2 x target, ...)")
+    verify_workers: Optional[int] = Field(None, ge=1, description="processes verifying chunks as they commit "
+                                                                  "(default: 1)")
+    scout: Optional[ScoutConfig] = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "SamplingConfig":
+        if self.target_per_problem > self.max_per_problem:
+            raise ValueError(f"target_per_problem ({self.target_per_problem}) must not exceed max_per_problem "
+                             f"({self.max_per_problem})")
+        if self.rounds is not None and (not self.rounds or min(self.rounds) < 1):
+            raise ValueError("rounds must be a non-empty list of positive sample counts, e.g. [1, 1, 2, 4]")
+        return self
+
+
 class TeacherConfig(Strict):
     model: str = Field("toy", min_length=1, description="'toy', a local folder or a Hub model id")
     kind: Literal["model", "dataset"] = Field("model", description="dataset: read published traces (teacher.dataset)")
@@ -166,9 +208,13 @@ class TeacherConfig(Strict):
     scale_out: ScaleOutConfig = ScaleOutConfig()
     serve: ServeConfig = ServeConfig()
     dataset: TraceDatasetOptions = TraceDatasetOptions()
+    sampling: SamplingConfig = SamplingConfig()
 
     @model_validator(mode="after")
     def _check_dataset(self) -> "TeacherConfig":
         if self.kind == "dataset" and not self.dataset.path:
             raise ValueError("kind 'dataset' needs dataset.path (a JSONL/Parquet file, folder or Hub dataset id)")
+        if self.kind == "dataset" and (self.sampling.mode != "fixed" or self.sampling.scout is not None):
+            raise ValueError("sampling.mode 'adaptive' and sampling.scout need a teacher model (kind 'model'), "
+                             "not published traces")
         return self

@@ -27,8 +27,9 @@ from distill.students.plan_shapes import (ALIASES, MLA, MODELS, ModelShape, MoE,
                                           shape_from_config)
 
 __all__ = [
-    "plan_run", "train_setup", "dataset_plan", "oom_remedies", "accelerate_config_for", "teacher_weight_bytes",
-    "teacher_gpus", "fit_advice", "CUDA_OVERHEAD_GB", "GB", "HF_RMSNORM_BYTES", "LOGIT_BYTES", "LORA_TARGETS",
+    "plan_run", "train_setup", "dataset_plan", "trace_bounds", "oom_remedies", "accelerate_config_for",
+    "teacher_weight_bytes", "teacher_gpus", "fit_advice", "CUDA_OVERHEAD_GB", "GB", "HF_RMSNORM_BYTES",
+    "LOGIT_BYTES", "LORA_TARGETS",
     "PARALLELISMS", "USABLE_FRACTION", "TrainMemory", "TrainSetup", "layer_activation_bytes", "logits_bytes",
     "lora_parameters", "model_activation_bytes", "train_flops_per_token", "train_memory", "DatasetPlan",
     "PlanResult", "StudentPlan", "TeacherPlan", "ALIASES", "MLA", "MODELS", "ModelShape", "MoE",
@@ -66,10 +67,24 @@ def train_setup(config: Any) -> TrainSetup:
                       lora_targets=tuple(st.lora_target_modules))
 
 
+def trace_bounds(config: Any) -> tuple[int, int | None]:
+    """(the teacher traces the plans are sized for, the fewest it may write; None when that is the same number).
+
+    ``fixed`` sampling writes samples_per_problem per problem. ``adaptive`` (docs/adaptive.md) stops a problem
+    once it has target_per_problem verified traces, so it writes between target_per_problem (every sample
+    verified) and max_per_problem (none verified) per problem; the count depends on the teacher's pass rates,
+    which a plan cannot know, so time, cost and memory are sized for the most and the fewest is reported beside.
+    """
+    t, problems = config.teacher, config.problems.train_size
+    if t.sampling.mode == "adaptive":
+        return problems * t.sampling.max_per_problem, problems * t.sampling.target_per_problem
+    return problems * t.samples_per_problem, None
+
+
 def dataset_plan(config: Any, world: int) -> DatasetPlan:
     """Traces the teacher writes, examples the filter keeps, tokens, sequences and optimizer steps."""
     st, plan = config.student, config.plan
-    traces = config.problems.train_size * config.teacher.samples_per_problem
+    traces, traces_min = trace_bounds(config)
     kept = int(traces * plan.keep_rate)
     if config.filter.max_per_problem:
         kept = min(kept, config.problems.train_size * config.filter.max_per_problem)
@@ -79,7 +94,7 @@ def dataset_plan(config: Any, world: int) -> DatasetPlan:
     global_batch = st.batch_size * st.grad_accum * world
     steps = st.max_steps if st.max_steps > 0 else math.ceil(math.ceil(sequences / global_batch) * st.epochs)
     epochs = st.epochs if st.max_steps <= 0 else steps * global_batch / max(1, sequences)
-    return DatasetPlan(traces, kept, per_example, tokens, epochs, sequences, global_batch, steps)
+    return DatasetPlan(traces, kept, per_example, tokens, epochs, sequences, global_batch, steps, traces_min)
 
 
 def _plan_student(config: Any, notes: list[str]) -> StudentPlan | None:
@@ -175,7 +190,7 @@ def _plan_teacher(config: Any, notes: list[str]) -> TeacherPlan | None:
     usable = res.gpu_memory_gb * t.vllm.gpu_memory_utilization
     gpus, nodes = teacher_gpus(weights + kv_reserve, usable, res.gpus_per_node)
     configured = t.vllm.tensor_parallel_size * t.vllm.pipeline_parallel_size
-    traces = config.problems.train_size * t.samples_per_problem
+    traces, traces_min = trace_bounds(config)
     tokens = float(traces) * plan.avg_completion_tokens
     hours = tokens / (res.tokens_per_second * res.replicas) / 3600
     engine_gpus = max(gpus, configured)
@@ -187,4 +202,4 @@ def _plan_teacher(config: Any, notes: list[str]) -> TeacherPlan | None:
         kv_bytes_per_token=kv_token, kv_reserve_gb=kv_reserve, gpus_needed=gpus, nodes_needed=nodes, layout=layout,
         configured_gpus=configured, kv_capacity_tokens=max(0.0, kv_capacity), fits_configured=configured >= gpus,
         traces=traces, generated_tokens=tokens, hours=hours, gpu_hours=hours * engine_gpus * res.replicas,
-        cost_usd=hours * engine_gpus * res.replicas * res.usd_per_gpu_hour, gpu=res.gpu)
+        cost_usd=hours * engine_gpus * res.replicas * res.usd_per_gpu_hour, gpu=res.gpu, traces_min=traces_min)

@@ -23,6 +23,7 @@ class DatasetPlan:
     sequences_per_epoch: int
     global_batch: int
     steps: int
+    traces_min: int | None = None  # adaptive sampling: the fewest traces (target_per_problem each); else None
 
 
 @dataclass
@@ -67,6 +68,7 @@ class TeacherPlan:
     gpu_hours: float
     cost_usd: float
     gpu: str = "GPUs"
+    traces_min: int | None = None  # adaptive sampling: the fewest traces; the figures above are for ``traces``
 
 
 @dataclass
@@ -141,7 +143,8 @@ def _student_lines(p: StudentPlan) -> list[str]:
                                      ["    - nothing tried fits: a smaller model or bigger GPUs"])
     lines += [
         f"  launch: accelerate launch --config_file {p.accelerate_config}",
-        f"  data: {d.traces:,} traces -> {d.kept_examples:,} kept x {d.tokens_per_example:,} tokens = "
+        f"  data: {_traces(d.traces, d.traces_min)} -> {d.kept_examples:,} kept x {d.tokens_per_example:,} "
+        "tokens = "
         f"{d.tokens_per_epoch / 1e9:.2f} B tokens/epoch; {d.epochs:.3g} epochs; global batch {d.global_batch} "
         f"-> {d.steps:,} steps",
         f"  time: {p.tokens_per_second_per_gpu:,.0f} tokens/s/GPU ({p.throughput_basis}) -> {p.gpu_hours:,.0f} "
@@ -150,8 +153,21 @@ def _student_lines(p: StudentPlan) -> list[str]:
     return lines
 
 
+def _traces(most: int, fewest: int | None) -> str:
+    """``N traces``, or for adaptive sampling the upper bound the plan is sized for and the lower one."""
+    if fewest is None:
+        return f"{most:,} traces"
+    return (f"{most:,} traces (adaptive sampling: at most max_per_problem per problem, the figures here; at least "
+            f"target_per_problem, {fewest:,})")
+
+
 def _teacher_lines(t: TeacherPlan) -> list[str]:
     verdict = "ok" if t.fits_configured else f"too few: needs {t.gpus_needed}"
+    fewest = [] if t.traces_min is None else [
+        f"  adaptive sampling: sized for max_per_problem samples per problem (no problem verified early); at "
+        f"target_per_problem ({t.traces_min:,} traces, every sample verified) "
+        f"{t.generated_tokens * t.traces_min / max(1, t.traces) / 1e9:.2f} B tokens, "
+        f"${t.cost_usd * t.traces_min / max(1, t.traces):,.0f}"]
     return [
         f"teacher  {t.model}: {t.parameters / 1e9:.0f} B parameters at {t.weight_bytes_per_param:.2f} bytes "
         f"= {t.weights_gb:,.0f} GB of weights",
@@ -163,4 +179,4 @@ def _teacher_lines(t: TeacherPlan) -> list[str]:
         f"  {t.traces:,} traces x {t.generated_tokens / max(1, t.traces):,.0f} tokens = "
         f"{t.generated_tokens / 1e9:.2f} B tokens -> {t.hours:,.1f} h, {t.gpu_hours:,.0f} GPU-hours, "
         f"${t.cost_usd:,.0f}",
-    ]
+    ] + fewest

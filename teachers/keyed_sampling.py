@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -70,16 +69,19 @@ def plan_missing(store: TraceStore, identity: dict[str, Any], problems: Sequence
     return missing, present
 
 
-def sample_missing(ctx: Context, model_path: str, problems: Sequence[Problem]) -> dict[str, Any]:
-    """Sample exactly the (problem, sample) keys of ``problems`` that the store cannot serve, and commit
-    them to the store chunk by chunk; returns what was reused and what was new."""
+def sample_missing(ctx: Context, model_path: str, problems: Sequence[Problem],
+                   samples: int | None = None) -> dict[str, Any]:
+    """Sample exactly the (problem, sample) keys of ``problems`` that the store cannot serve (``samples`` of
+    each, default ``teacher.samples_per_problem``), and commit them to the store chunk by chunk; returns
+    what was reused and what was new."""
     t = ctx.config.teacher
     store = trace_store(ctx)
     store.recover()
     identity = key_identity(ctx.config, model_path)
     if not store.entries():
         adopt_earlier_traces(ctx, store, identity, model_path)
-    missing, present = plan_missing(store, identity, problems, t.samples_per_problem, sampling_budget(ctx.config))
+    samples = t.samples_per_problem if samples is None else samples
+    missing, present = plan_missing(store, identity, problems, samples, sampling_budget(ctx.config))
     todo = sum(len(indices) for _, indices in missing)
     log.info("trace store %s: %d traces reused, %d to sample", store.folder, present, todo)
     if todo:
@@ -181,39 +183,51 @@ def _sample_chunks(ctx: Context, model_path: str, sampler: Any, chunks: list[lis
         commit(index, sample_chunk(index, chunk, sampler, params, retry))
 
 
-def write_run_view(ctx: Context, model_path: str, problems: Sequence[Problem]) -> dict[str, Any]:
+def write_run_view(ctx: Context, model_path: str, problems: Sequence[Problem],
+                   counts: dict[str, int] | None = None, resample: Callable[[], Any] | None = None) -> dict[str, Any]:
     """The run's traces, read from the store (each chunk checked against its index), written as
-    ``sample/shards`` in problem order; a damaged chunk is set aside and its keys sampled again."""
+    ``sample/shards`` in problem order, ``teacher.shard_size`` problems a shard; a damaged chunk is set
+    aside and its keys sampled again (by ``resample``: adaptive sampling replays its rounds).
+
+    ``counts`` is how many samples each problem holds (adaptive rounds, a scout's screen); default
+    ``teacher.samples_per_problem`` each.  ``sample/store_refs.json`` says where each trace lives in the
+    store, so the filter finds the verdicts made while sampling."""
     t = ctx.config.teacher
+    wanted = counts if counts is not None else {p.id: t.samples_per_problem for p in problems}
     for _attempt in range(3):
         store = trace_store(ctx)
         try:
-            rows = _view_rows(store, key_identity(ctx.config, model_path), problems, t.samples_per_problem,
-                              sampling_budget(ctx.config))
+            rows, where = _view_rows(store, key_identity(ctx.config, model_path), problems, wanted,
+                                     sampling_budget(ctx.config))
             break
         except DamagedChunk:
-            sample_missing(ctx, model_path, problems)
+            (resample or (lambda: sample_missing(ctx, model_path, problems)))()
     else:
         raise RuntimeError(f"trace store {store.folder}: chunks keep failing their checks; see its damaged/ folder")
     shards = ShardStore(ctx.out("sample") / "shards")
     for stale in shards.paths():
         stale.unlink()
-    per_chunk = t.shard_size * t.samples_per_problem
-    for index in range(0, len(rows), per_chunk):
-        shards.commit(index // per_chunk, rows[index: index + per_chunk])
-    info: dict[str, Any] = {"shards": len(shards.paths())}
+    start = 0
+    for index in range(0, len(problems), t.shard_size):
+        size = sum(wanted.get(p.id, 0) for p in problems[index: index + t.shard_size])
+        if size:
+            shards.commit(len(shards.paths()), rows[start: start + size])
+        start += size
+    _write_store_refs(ctx, store, where)
+    info: dict[str, Any] = {"shards": len(shards.paths()), "expected_traces": len(rows)}
     if "billed_usd_this_run" in ctx.cache:
         info["billed_usd_this_run"] = round(ctx.cache["billed_usd_this_run"], 8)
     return info
 
 
-def _view_rows(store: TraceStore, identity: dict[str, Any], problems: Sequence[Problem], samples: int,
-               budget: int) -> list[dict[str, Any]]:
-    """One record per (problem, sample): the stored trace that serves it, else its latest failure."""
+def _view_rows(store: TraceStore, identity: dict[str, Any], problems: Sequence[Problem], samples: dict[str, int],
+               budget: int) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+    """One record per (problem, sample): the stored trace that serves it, else its latest failure; and
+    [problem id, sample index, trace key, chunk, line] for each."""
     wanted, owners = [], []
     for problem in problems:
         prompt = build_prompt(problem)
-        for i in range(samples):
+        for i in range(samples.get(problem.id, 0)):
             owners.append(problem)
             key = trace_key(identity, prompt, i)
             entry = store.lookup(key, budget) or (store.entries().get(key) or [None])[-1]
@@ -223,5 +237,22 @@ def _view_rows(store: TraceStore, identity: dict[str, Any], problems: Sequence[P
     records = dict(((e.chunk, e.line), r) for e, r in store.read(wanted))
     # a trace is keyed by its prompt: the problem's id, reference and kind are this run's (an edited answer
     # or a renamed id reuses the trace and checks it against the new reference)
-    return [{**{k: v for k, v in records[(e.chunk, e.line)].items() if k not in STORE_FIELDS},
+    rows = [{**{k: v for k, v in records[(e.chunk, e.line)].items() if k not in STORE_FIELDS},
              "problem_id": p.id, "reference": p.answer, "kind": p.kind} for e, p in zip(wanted, owners)]
+    where = [[r["problem_id"], r["sample_index"], records[(e.chunk, e.line)].get("trace_key"), e.chunk, e.line]
+             for r, e in zip(rows, wanted)]
+    return rows, where
+
+
+def _write_store_refs(ctx: Context, store: TraceStore, where: list[list[Any]]) -> None:
+    """``sample/store_refs.json``: each view trace's key and place in the store, with the verdict made while
+    sampling under this run's filter checks (``ok``, or None when none was made: fixed sampling)."""
+    from distill.store import write_json_atomic
+    from distill.teachers.verdict_store import VerdictStore, checks_version
+
+    checks = checks_version(ctx.config.filter)
+    known = VerdictStore(store.folder).load(checks, {row[3] for row in where})
+    rows = [[*row, known[(row[3], row[4])]["ok"] if (row[3], row[4]) in known else None] for row in where]
+    write_json_atomic(ctx.out("sample") / "store_refs.json",
+                      {"store": str(store.folder), "checks": checks,
+                       "columns": ["problem_id", "sample_index", "trace_key", "chunk", "line", "ok"], "rows": rows})

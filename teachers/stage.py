@@ -8,26 +8,36 @@ from typing import Any, Callable
 from distill.shards import ShardStore
 from distill.stage import Context, StageBase, StageOutcome
 from distill.store import content_hashes, files_sha256
+from distill.teachers.adaptive_stage import rounds_figures, sampling_output_settings, uses_rounds
 from distill.teachers.models import price_table, teacher_for_sampling, teacher_output_settings
 
 
 class SampleStage(StageBase):
     name = "sample"
     section = "teacher"
-    version = "2"
+    version = "3"  # 3: adaptive sampling in rounds, verdicts stored while sampling, mixture sources, <think> prefill
     upstream = ()
 
     def fingerprint_input(self, config: Any) -> dict[str, Any]:
+        if config.mixture is not None:  # each source's teacher and problems (distill/mixture/sources.py)
+            from distill.mixture.sources import sample_fingerprint
+
+            return sample_fingerprint(config)
         p, t = config.problems, config.teacher
         inputs = content_hashes([p.train_path, p.heldout_path] if p.source == "jsonl" else [])
         if t.kind == "dataset":
             inputs.update(content_hashes([t.dataset.path]))
-        fp_input = {"problems": config.section("problems"), "teacher": teacher_output_settings(config)}
+        fp_input = {"problems": config.section("problems"),
+                    "teacher": sampling_output_settings(config, teacher_output_settings(config))}
         if inputs:  # problem files by content: an edited file re-runs the stage (and samples only what changed)
             fp_input["input_files"] = inputs
         return fp_input
 
     def run(self, ctx: Context) -> StageOutcome:
+        if ctx.config.mixture is not None:  # every source through sample_chunks, then one view
+            from distill.mixture.sampling import sample_mixture
+
+            return sample_mixture(ctx, sample_chunks, sampling_totals)
         if ctx.partition is not None:
             k, n = ctx.partition
             info = sample_chunks(ctx, select=lambda i: i % n == k)
@@ -46,19 +56,27 @@ def _check_and_summarise(ctx: Context, info: dict[str, Any]) -> StageOutcome:
     train, _ = ctx.problems()
     rows = ShardStore(ctx.out("sample") / "shards").read_all()
     keys = {(r["problem_id"], r["sample_index"]) for r in rows}
+    view_size = info.pop("expected_traces", None)  # the rounds path: what each problem's rounds left it
     expected = len(train) * t.samples_per_problem if t.kind == "model" else info.pop("traces")
+    if uses_rounds(t):
+        expected = view_size
     if len(keys) != len(rows) or len(rows) != expected:
         raise RuntimeError(f"sampling committed {len(rows)} traces ({len(keys)} unique), expected {expected}")
     totals = sampling_totals(rows, price_table(ctx.config))
     counts = {"problems": len(train) if t.kind == "model" else len({k[0] for k in keys}), "traces": len(rows),
               **totals, "teacher": info.pop("teacher"), **info}
+    if "verified_traces" in counts:  # adaptive: what the spend bought
+        counts.update(rounds_figures(counts))
     failed = sum(totals["failures"].values())
     if t.kind == "model" and failed > t.max_failure_share * len(rows):
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(totals["failures"].items()))
         return StageOutcome(counts, f"{failed} of {len(rows)} samples failed ({reasons}); fix the cause and run "
                                     "again: only the failed samples are sampled again", final=False)
+    rounds = (f"; {counts['verified_traces']} verified, problems {counts['problems_done']} done, "
+              f"{counts['problems_open']} open, {counts['problems_unsolved']} unsolved"
+              if "verified_traces" in counts else "")
     return StageOutcome(counts, f"{len(rows)} traces from {counts['problems']} problems "
-                                f"({totals['truncated']} truncated, {failed} failed)",
+                                f"({totals['truncated']} truncated, {failed} failed){rounds}",
                         output_hash=_output_hash(ctx))
 
 
@@ -94,6 +112,10 @@ def sample_chunks(ctx: Context, select: Callable[[int], bool] | None = None) -> 
 
     path = teacher_for_sampling(ctx)
     owned = [p for i, p in enumerate(train) if select is None or select(i)]
+    if uses_rounds(t):  # adaptive rounds and/or the scout's screen (teachers/adaptive_stage.py)
+        from distill.teachers.adaptive_stage import sample_with_rounds
+
+        return {"teacher": path, **sample_with_rounds(ctx, path, owned, train, write_view=select is None)}
     info = sample_missing(ctx, path, owned)
     if select is None:
         info.update(write_run_view(ctx, path, train))

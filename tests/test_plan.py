@@ -273,3 +273,21 @@ def test_activation_model_matches_what_a_transformers_layer_saves(h, heads, kv, 
         model.model.layers[0](hidden, attention_mask=None, position_ids=positions, position_embeddings=rotary)
     predicted = layer_activation_bytes(h, h, kv * (h // heads), inter, heads, s, 1, norm_bytes=6)
     assert close(sum(saved.values()), predicted, 0.1), (sum(saved.values()), predicted)
+
+
+def test_adaptive_sampling_is_planned_between_its_target_and_its_maximum():
+    path = REPO / "configs" / "r1-distill-qwen-7b.yaml"
+    fixed = plan_run(load_config(path))
+    adaptive = plan_run(load_config(path, ["teacher.sampling.mode=adaptive", "teacher.sampling.target_per_problem=2",
+                                           "teacher.sampling.max_per_problem=8"]))
+    assert fixed.teacher.traces == 100000 * 4 and fixed.teacher.traces_min is None
+    assert fixed.student.dataset.traces_min is None
+    teacher, data = adaptive.teacher, adaptive.student.dataset
+    assert (teacher.traces, teacher.traces_min) == (100000 * 8, 100000 * 2) == (data.traces, data.traces_min)
+    assert teacher.generated_tokens == pytest.approx(2 * fixed.teacher.generated_tokens)  # sized for the most
+    assert teacher.cost_usd == pytest.approx(2 * fixed.teacher.cost_usd)
+    text = adaptive.render()
+    assert "800,000 traces (adaptive sampling: at most max_per_problem" in text and "200,000)" in text
+    low = f"${teacher.cost_usd / 4:,.0f}"
+    assert "adaptive sampling: sized for max_per_problem" in text and low in text
+    assert "adaptive" not in fixed.render()

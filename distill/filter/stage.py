@@ -22,23 +22,35 @@ CODE_VERIFIER = "bwrap-1"
 class FilterStage(StageBase):
     name = "filter"
     section = "filter"
-    version = "2"
+    version = "3"  # 3: reuses verdicts made while sampling; mixtures: per-kind checks, cross-source dedup, the composition draw
     upstream = ("sample",)
 
     def fingerprint_input(self, config: Any) -> dict[str, Any]:
-        return {"filter": _filter_output_settings(config)}
+        fp = {"filter": _filter_output_settings(config)}
+        if config.mixture is not None:  # the draw: shares, counts, mix_by, seed, and the eval files screened
+            from distill.mixture.filtering import draw_settings
+
+            fp["mixture"] = draw_settings(config)
+        return fp
 
     def run(self, ctx: Context) -> StageOutcome:
         from distill.filter.dedup import screen_run
         from distill.filter.traces import filter_traces
 
         cfg = ctx.config
+        if cfg.mixture is not None:  # all sources screened together, each verified by its kind, then drawn
+            from distill.mixture.filtering import run_mixture_filter
+
+            return run_mixture_filter(ctx, _write_outputs, _llm_judge)
         traces = read_records(ShardStore(ctx.store.stage_dir("sample") / "shards").paths(), Trace)
         train, heldout = ctx.problems()
         screening = screen_run(train, {heldout_name(cfg.problems): heldout}, cfg.filter)
         llm_judge = _llm_judge(ctx) if cfg.filter.judge.enabled else None
+        from distill.teachers.verdict_store import checks_for_view
+
+        known = checks_for_view(ctx.store.stage_dir("sample"), cfg.filter, traces)  # made while sampling
         try:
-            result = filter_traces(traces, cfg.filter, screening.reasons, llm_judge=llm_judge)
+            result = filter_traces(traces, cfg.filter, screening.reasons, llm_judge=llm_judge, known_checks=known)
         finally:
             if llm_judge is not None:
                 llm_judge.sampler.close()
@@ -47,7 +59,7 @@ class FilterStage(StageBase):
         rejected = ", ".join(f"{k} {v}" for k, v in result.funnel.items() if k not in ("total", "kept"))
         counts = {"funnel": result.funnel,
                   "contaminated_problems": len({m.train_id for m in screening.contamination}),
-                  "duplicate_problems": len(screening.duplicates)}
+                  "duplicate_problems": len(screening.duplicates), "reused_verdicts": len(known)}
         return StageOutcome(counts, f"kept {kept} of {result.funnel['total']} traces"
                                     + (f" (rejected: {rejected})" if rejected else ""),
                             output_hash=files_sha256([ctx.out("filter") / "kept.jsonl"]))
@@ -112,6 +124,8 @@ def _filter_output_settings(config: Any) -> dict[str, Any]:
 
 def _has_code_problems(config: Any) -> bool:
     """Does the run train on code problems (JSONL rows of kind 'code'; generated and published traces are math)?"""
+    if config.mixture is not None:  # a source's kind is its problems' kind
+        return any(source.kind == "code" for source in config.mixture.sources)
     p = config.problems
     if p.source != "jsonl" or p.train_path is None or config.teacher.kind == "dataset":
         return False

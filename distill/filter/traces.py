@@ -131,20 +131,24 @@ def judge(trace: Trace, cfg: FilterConfig, problem_reason: str | None = None) ->
 
 
 def filter_traces(traces: Iterable[Trace], cfg: FilterConfig,
-                  problem_reasons: Mapping[str, str] | None = None, llm_judge: Any = None) -> FilterResult:
+                  problem_reasons: Mapping[str, str] | None = None, llm_judge: Any = None,
+                  known_checks: Mapping[tuple[str, int], Check] | None = None) -> FilterResult:
     """Judge every trace, verifying the survivors of the cheap checks in one batch across worker processes.
 
     ``problem_reasons`` maps problem ids to a problem-level rejection (``contaminated``,
     ``duplicate_problem``) from :func:`distill.filter.dedup.screen_problems`.  ``llm_judge`` (a
     :class:`distill.filter.judge.LLMJudge`, built by the pipeline when ``filter.judge.enabled``)
-    decides the traces whose status is in ``filter.judge.on``.
+    decides the traces whose status is in ``filter.judge.on``.  ``known_checks`` are the verifier's checks
+    made while sampling (by trace key; distill.teachers.verdict_store): those traces are not verified again.
     """
     traces = sorted(traces, key=lambda t: t.key)
     problem_reasons = problem_reasons or {}
+    known_checks = known_checks or {}
     reasons = [precheck(t, cfg, problem_reasons.get(t.problem_id)) for t in traces]
     todo = [i for i, r in enumerate(reasons) if r is None]
-    checks = verify_batch([(traces[i].kind, traces[i].answer_text, traces[i].reference) for i in todo],
-                          cfg.verify_timeout_s, sandbox=cfg.sandbox)
+    fresh = iter(verify_batch([(traces[i].kind, traces[i].answer_text, traces[i].reference) for i in todo
+                               if traces[i].key not in known_checks], cfg.verify_timeout_s, sandbox=cfg.sandbox))
+    checks = [known_checks[traces[i].key] if traces[i].key in known_checks else next(fresh) for i in todo]
     verdicts = [Verdict(t.problem_id, t.sample_index, False, r) if r is not None else None
                 for t, r in zip(traces, reasons)]
     details: dict[tuple[str, int], str] = {}
