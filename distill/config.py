@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 
 from distill.config_base import Strict, TinyModelConfig
 from distill.config_eval import (EVAL_MODELS, BenchmarkConfig, BudgetSweepConfig, EvalConfig, EvalModel,
                                  HubConfig)
 from distill.config_filter import FilterConfig, JudgeConfig, SandboxConfig
+from distill.config_mixture import MixtureConfig, MixtureSource, SourceProblems, check_mixture
 from distill.config_plan import PlanConfig, TeacherResources, TrainResources
 from distill.config_student import ExportConfig, RopeConfig, RopeScalingConfig, StudentConfig
 from distill.config_teacher import (OpenAIOptions, OpenAIPrices, ProblemsConfig, RetryTruncatedConfig,
@@ -38,6 +39,7 @@ __all__ = [
     "TeacherConfig", "SandboxConfig", "JudgeConfig", "FilterConfig", "RopeScalingConfig", "RopeConfig",
     "StudentConfig", "ExportConfig", "EvalModel", "EVAL_MODELS", "BenchmarkConfig", "BudgetSweepConfig",
     "EvalConfig", "HubConfig", "TrainResources", "TeacherResources", "PlanConfig",
+    "MixtureConfig", "MixtureSource", "SourceProblems",
 ]
 
 STAGES = ("sample", "filter", "train", "export", "eval", "push")
@@ -56,6 +58,12 @@ class RunConfig(Strict):
     eval: EvalConfig = EvalConfig()
     hub: HubConfig = HubConfig()
     plan: PlanConfig = PlanConfig()
+    mixture: Optional[MixtureConfig] = None  # several sources drawn to one composition (config_mixture.py)
+
+    @field_validator("mixture")
+    @classmethod
+    def _check_mixture(cls, mixture: Optional[MixtureConfig], info: ValidationInfo) -> Optional[MixtureConfig]:
+        return check_mixture(mixture, info.data)
 
     @property
     def run_dir(self) -> Path:

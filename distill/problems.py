@@ -23,15 +23,17 @@ CHOICE_INSTRUCTION = "Please reason step by step, and put the letter of your fin
 # The code verifier reads the last fenced ```python block (distill.filter.code_tests.extract_code), so a code
 # problem asks for exactly that; a boxed answer would contradict the problem's own code-block instruction.
 CODE_INSTRUCTION = "Please reason step by step, then give your complete solution as a single Python code block."
-_INSTRUCTIONS = {"multiple_choice": CHOICE_INSTRUCTION, "code": CODE_INSTRUCTION}
+# A general (writing, factual QA, translation) prompt is sent as it is: there is no answer format to ask for.
+_INSTRUCTIONS = {"multiple_choice": CHOICE_INSTRUCTION, "code": CODE_INSTRUCTION, "general": ""}
 
 
 def build_prompt(problem: Problem) -> list[dict[str, str]]:
     """The chat prompt for a problem, following DeepSeek's advice for R1: no system prompt,
     the instruction after the problem; math and multiple-choice answers in ``\\boxed{}``, code in a
-    fenced python block."""
+    fenced python block; a general prompt goes as written."""
     instruction = _INSTRUCTIONS.get(problem.kind, MATH_INSTRUCTION)
-    return [{"role": "user", "content": f"{problem.problem} {instruction}"}]
+    content = f"{problem.problem} {instruction}" if instruction else problem.problem
+    return [{"role": "user", "content": content}]
 
 
 def addition_solution(a: int, b: int, slip_column: int | None = None, slip: int = 1) -> tuple[str, str]:

@@ -83,7 +83,8 @@ class StageOutcome:
 class Stage(Protocol):
     """A pipeline stage: its name, the config section it reads, what its output depends on, and how to run it.
 
-    ``fingerprint_input`` returns the config values that change the stage's output (operational settings
+    ``upstream_for(config)`` is the part of ``upstream`` a config needs (the runner runs, fingerprints and
+    requires only those).  ``fingerprint_input`` returns the config values that change the stage's output (operational settings
     such as batch sizes and endpoints left out); the runner hashes it with ``version`` (bump it when the
     code changes what the stage writes) and the upstream stages' fingerprints.  ``check`` runs before any
     stage of the run starts (a misspelt benchmark must fail before hours of sampling); ``prepare`` runs
@@ -94,6 +95,8 @@ class Stage(Protocol):
     section: str
     version: str
     upstream: tuple[str, ...]
+
+    def upstream_for(self, config: "RunConfig") -> tuple[str, ...]: ...
 
     def fingerprint_input(self, config: "RunConfig") -> dict[str, Any]: ...
 
@@ -111,6 +114,11 @@ class StageBase:
     section = ""
     version = "1"
     upstream: tuple[str, ...] = ()
+
+    def upstream_for(self, config: "RunConfig") -> tuple[str, ...]:
+        """The upstream stages this config needs (``upstream`` unless a stage narrows it: an eval of the
+        teacher alone needs no trained student, so nothing is sampled, filtered or trained for it)."""
+        return self.upstream
 
     def fingerprint_input(self, config: "RunConfig") -> dict[str, Any]:
         return {self.section: config.section(self.section)}

@@ -14,8 +14,22 @@ from distill.store import write_json_atomic
 class TrainStage(StageBase):
     name = "train"
     section = "student"
-    version = "1"
+    version = "2"  # 2: ZeRO-3 keeps the full vocabulary, FSDP2 on CPU, end-of-turn EOS in generation_config, tracking
     upstream = ("filter",)
+
+    def fingerprint_input(self, config: Any) -> dict[str, Any]:
+        """The student section less what changes no weight (trackers, checkpoint pushes: train_extras.py)."""
+        from distill.students.train_extras import OPERATIONAL_KEYS
+
+        section = config.section("student")
+        for key in OPERATIONAL_KEYS:
+            section.pop(key, None)
+        return {"student": section}
+
+    def check(self, config: Any) -> None:
+        from distill.students.train_extras import check_train_extras
+
+        check_train_extras(config)
 
     def prepare(self, ctx: Context) -> None:
         student_base(ctx)  # built once, by the main process, before every process loads it
@@ -46,6 +60,7 @@ def _train(ctx: Context, base: str, tokenizer: Any, examples: list[dict], settin
     """train_sft with a progress task; precision and out-of-memory failures are the user's to fix (exit 2)."""
     from distill.students.plan import oom_remedies
     from distill.students.precision import PrecisionError
+    from distill.students.train_extras import train_callbacks
     from distill.students.trainer import TrainingOutOfMemoryError, train_sft
 
     task = ctx.reporter.task("training student", None)
@@ -55,9 +70,10 @@ def _train(ctx: Context, base: str, tokenizer: Any, examples: list[dict], settin
         task.advance(step - last[0], total=total, loss=logs.get("loss"))
         last[0] = step
 
+    callbacks = train_callbacks(ctx)  # trackers, checkpoint pushes and evaluations (before any step is spent)
     try:
         return train_sft(base, tokenizer, examples, ctx.out("train"), settings, on_log=on_log,
-                         remedies=lambda: oom_remedies(ctx.config))
+                         remedies=lambda: oom_remedies(ctx.config), callbacks=callbacks)
     except (PrecisionError, TrainingOutOfMemoryError) as exc:
         raise UserError(f"train: {exc}") from None
     finally:

@@ -45,6 +45,7 @@ class TrainSettings:
     max_nonfinite_steps: int = 3
     chat_template: str = "auto"  # auto | tokenizer | chatml | llama3 | r1_distill (see distill.students.templates)
     data_order: str = "random"  # random (seeded) | sequential; the same seed gives the same order on resume
+    report_to: list[str] = field(default_factory=list)  # transformers' trackers: tensorboard | wandb | trackio | mlflow
 
 
 def train_settings_from_config(student: Any) -> TrainSettings:
@@ -53,4 +54,5 @@ def train_settings_from_config(student: Any) -> TrainSettings:
     section = student.model_dump()
     values = {f.name: section[f.name] for f in dataclasses.fields(TrainSettings) if f.name in section}
     values["lora_target_modules"] = list(values["lora_target_modules"])
+    values["report_to"] = list(values.get("report_to") or [])
     return TrainSettings(**values)

@@ -26,11 +26,12 @@ from typing import Any
 from distill.publish.card_eval import (benchmarks, check_scores, eval_caveats, evaluation_section,
                                        model_index_results, student_label)
 from distill.publish.card_format import card_table, card_text, settings_table
+from distill.publish.composition import COMPOSITION_HEADERS, composition_notes, composition_rows
 from distill.publish.licences import TeacherSource, license_metadata, looks_like_repo_id, teacher_source
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CardInfo", "card_text", "render_model_card", "settings_table"]
+__all__ = ["CardInfo", "card_text", "render_model_card", "sampling_text", "settings_table"]
 
 # Key order of the model card's YAML header (ModelCardData attribute names; the Hub
 # writes ``model_name`` + ``eval_results`` as ``model-index``, last).
@@ -67,6 +68,8 @@ class CardInfo:
     extra_files: list[str] = field(default_factory=list)
     teacher_source: TeacherSource | None = None
     benchmark_protocols: dict[str, dict] = field(default_factory=dict)
+    sampling: str = ""  # how many traces each problem got from the teacher (sampling_text)
+    composition: dict = field(default_factory=dict)  # a mixture run's filter/composition.json
 
     @property
     def source(self) -> TeacherSource:
@@ -135,6 +138,15 @@ def _model_card_data(info: CardInfo, student: str | None):
 
 def _intro(info: CardInfo) -> list[str]:
     source = info.source
+    if info.composition:  # a mixture: several teachers and datasets, some sources perhaps unverified
+        sources = ", ".join(f"{r['name']} ({r['kind']})" for r in info.composition.get("sources") or [])
+        unverified = int(info.composition.get("unverified_traces") or 0)
+        checked = ("every trace's final answer accepted by a verifier" if not unverified else
+                   f"math, code and multiple-choice traces kept only when a verifier accepted their final answer; "
+                   f"{unverified:,} traces from general sources were not verified")
+        return [f"# {info.model_name}\n", f"**{info.model_name}** is a reasoning model fine-tuned from the base "
+                f"model **{info.base_model}** on a mixture of teacher traces from {sources}: {checked}. See "
+                "the training-set composition below. It was built with `distill`.\n"]
     if source.kind == "dataset":
         origin = (f"fine-tuned from the base model **{info.base_model}** on published reasoning traces, the "
                   f"dataset **{source.name}** (licence: {source.licence_text}), keeping only traces whose final answer "
@@ -152,6 +164,8 @@ def _model_section(info: CardInfo) -> list[str]:
                              ["Teacher licence", info.source.licence_text]]
     if info.dataset_repo_id:
         rows.append(["Training traces", f"[{info.dataset_repo_id}](https://huggingface.co/datasets/{info.dataset_repo_id})"])
+    if info.sampling:
+        rows.append(["Teacher sampling", info.sampling])
     rows.append(["Licence", info.license])
     if info.extra_files:
         rows.append(["Extra files", ", ".join(f"`{name}`" for name in info.extra_files)])
@@ -175,6 +189,16 @@ def _funnel_section(info: CardInfo) -> list[str]:
         + card_table(["Stage", "Traces", "Share of first stage"], rows)
         + "\n",
     ]
+
+
+def _composition_section(info: CardInfo) -> list[str]:
+    """A mixture's composition as reached (the same table as the run report), and how much went unverified."""
+    if not info.composition:
+        return []
+    notes = "".join(f"- {note}\n" for note in composition_notes(info.composition))
+    return ["## Training-set composition\n",
+            "The sources the training set was drawn from, as reached after filtering.\n\n"
+            + card_table(COMPOSITION_HEADERS, composition_rows(info.composition)) + "\n\n" + notes]
 
 
 def _licence_section(info: CardInfo) -> list[str]:
@@ -207,6 +231,23 @@ def _limits(info: CardInfo, student: str | None, benches: list[str]) -> list[str
     return lines
 
 
+def sampling_text(teacher: dict[str, Any]) -> str:
+    """The teacher's sampling mode for the card, from the run's ``teacher`` config section."""
+    if teacher.get("kind") == "dataset":
+        return ""
+    s = teacher.get("sampling") or {}
+    if s.get("mode") == "adaptive":
+        text = (f"adaptive: rounds until {s.get('target_per_problem')} verified trace(s) per problem, at most "
+                f"{s.get('max_per_problem')} samples; verified while sampling")
+    else:
+        text = f"fixed: {teacher.get('samples_per_problem')} samples per problem"
+    scout = s.get("scout")
+    if scout:
+        text += (f"; scout {scout.get('model')} ({scout.get('samples')} samples) screened problems first, "
+                 f"those it always solved: {str(scout.get('on_solved')).replace('_', ' ')}")
+    return text
+
+
 def render_model_card(info: CardInfo) -> str:
     """Render the model repo's README.md.
 
@@ -232,6 +273,7 @@ def render_model_card(info: CardInfo) -> str:
         *_training_section(info),
         *evaluation_section(info, student, benches),
         *_funnel_section(info),
+        *_composition_section(info),
         *_licence_section(info),
         "## Limitations\n",
         "\n".join(_limits(info, student, benches)) + "\n",

@@ -19,7 +19,7 @@ from distill.publish.report_model import Chart, Section
 
 log = logging.getLogger(__name__)
 
-__all__ = ["add_chart", "budget_chart", "eval_chart", "funnel_chart", "length_chart", "loss_chart",
+__all__ = ["add_chart", "budget_chart", "checkpoint_chart", "eval_chart", "funnel_chart", "length_chart", "loss_chart",
            "plotting_available", "seconds_chart"]
 
 KEPT, REJECTED, NEUTRAL, ACCENT, PUBLISHED = "#2e7d32", "#c62828", "#78909c", "#1565c0", "#212121"
@@ -190,5 +190,21 @@ def budget_chart(model: str, points: list[dict[str, Any]]) -> bytes:
     ax.set_ylim(0, max(ys + [1]) * 1.2)
     ax.set_title(f"accuracy vs thinking budget ({model})")
     ax.grid(alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig)
+
+
+def checkpoint_chart(curves: dict[str, list[tuple[int, float]]]) -> bytes:
+    """pass@1 (%) against the training step of each evaluated checkpoint, one line per benchmark."""
+    fig, ax = _figure()
+    for bench, points in curves.items():
+        points = sorted(points)
+        ax.plot([s for s, _ in points], [100 * v for _, v in points], marker="o", label=bench)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("pass@1 (%)")
+    ax.set_title("pass@1 vs step (saved checkpoints)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
     ax.spines[["top", "right"]].set_visible(False)
     return _png(fig)

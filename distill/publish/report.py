@@ -37,13 +37,16 @@ from pathlib import Path
 from typing import Callable
 
 from distill.errors import UserError
+from distill.publish.checkpoint_section import checkpoints_section
 from distill.publish.charts import budget_chart, eval_chart, funnel_chart, length_chart, loss_chart, seconds_chart
+from distill.publish.composition import composition_section
 from distill.publish.eval_section import eval_section
 from distill.publish.published import (PUBLISHED_BENCHMARKS, PUBLISHED_PROTOCOL, PUBLISHED_R1_DISTILL,
                                        PUBLISHED_SOURCE, canonical_benchmark, published_model_for)
 from distill.publish.render import render_html, render_markdown
 from distill.publish.report_model import NOT_RUN, Chart, Note, ReportFiles, RunReport, Section, Table
 from distill.publish.run_folder import RunFolder
+from distill.publish.coverage_section import coverage_section
 from distill.publish.sections import (budget_section, export_section, funnel_section, lengths_section, loss_section,
                                       overview_section, stages_section)
 from distill.store import write_bytes_atomic
@@ -78,19 +81,23 @@ __all__ = [
     "seconds_chart",
 ]
 
-SECTION_BUILDERS: list[tuple[str, str, Callable[[RunFolder], Section]]] = [
+SECTION_BUILDERS: list[tuple[str, str, Callable[[RunFolder], Section | None]]] = [
     ("overview", "Run", overview_section),
     ("stages", "Stages and time", stages_section),
     ("funnel", "Filter funnel", funnel_section),
+    ("coverage", "Coverage vs teacher tokens", coverage_section),
+    ("composition", "Training-set composition", composition_section),  # a mixture run only (None otherwise)
     ("lengths", "Trace lengths", lengths_section),
     ("loss", "Training loss", loss_section),
+    ("checkpoints", "Checkpoints during training", checkpoints_section),
     ("eval", "Evaluation", eval_section),
     ("export", "Export sizes", export_section),
     ("budget", "Accuracy vs thinking budget", budget_section),
 ]
 
 
-def _build_section(run: RunFolder, key: str, title: str, builder: Callable[[RunFolder], Section]) -> Section:
+def _build_section(run: RunFolder, key: str, title: str,
+                   builder: Callable[[RunFolder], Section | None]) -> Section | None:
     """``builder(run)``, or an "unreadable" section saying why: one bad file must not cost the whole report."""
     try:
         return builder(run)
@@ -114,7 +121,8 @@ def build_report(run_dir: str | os.PathLike[str]) -> RunReport:
         run = RunFolder(run_dir)
     except ValueError as exc:
         raise UserError(f"{run_dir / 'manifest.json'}: not valid JSON ({exc})") from None
-    sections = [_build_section(run, key, title, builder) for key, title, builder in SECTION_BUILDERS]
+    built = [_build_section(run, key, title, builder) for key, title, builder in SECTION_BUILDERS]
+    sections = [s for s in built if s is not None]  # a builder returns None where its part does not apply
     name = str(run.cfg("name", default=run_dir.name) or run_dir.name)
     meta = [("run", name), ("folder", str(run_dir.resolve()))]
     return RunReport(name, run_dir, time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), meta, sections)

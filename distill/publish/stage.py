@@ -14,7 +14,7 @@ from distill.stage import Context, StageBase, StageOutcome
 class PushStage(StageBase):
     name = "push"
     section = "hub"
-    version = "2"
+    version = "3"  # 3: composition, sampling mode and checkpoint sections in the card
     upstream = ("filter", "train", "export", "eval")
 
     def run(self, ctx: Context) -> StageOutcome:
@@ -49,6 +49,7 @@ PUSH = PushStage()
 def _card_info(ctx: Context) -> Any:
     """What the model card states, from the run's config and its eval and filter outputs."""
     from distill.publish import hub
+    from distill.publish.card import sampling_text
 
     cfg = ctx.config
     grid = _eval_grid(ctx)
@@ -63,6 +64,7 @@ def _card_info(ctx: Context) -> Any:
         base_model=base_name,
         teacher=teacher.name,
         teacher_source=teacher,
+        sampling=sampling_text(cfg.section("teacher")),
         license=license_id,
         license_note=license_note,
         training=cfg.section("student"),
@@ -70,9 +72,16 @@ def _card_info(ctx: Context) -> Any:
         eval_protocol=shared,
         benchmark_protocols=per_bench,
         funnel=funnel,
+        composition=_composition(ctx),
         dataset_repo_id=f"{cfg.hub.repo_id}-traces" if cfg.hub.repo_id and cfg.hub.push_traces else None,
         extra_files=[],
     )
+
+
+def _composition(ctx: Context) -> dict[str, Any]:
+    """A mixture run's composition as reached (filter/composition.json); {} for a single source."""
+    path = ctx.store.stage_dir("filter") / "composition.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def _teacher_source(teacher: Any) -> Any:
