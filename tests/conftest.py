@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,28 @@ def write_hub_parquet(folder: Path, rows: list[dict], split: str = "train", conf
         f"---\nconfigs:\n- config_name: {config or 'default'}\n  data_files:\n"
         f"  - split: {split}\n    path: {sub.name}/{split}-*\n---\n")
     return folder
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Counts the samples every sampler built through the factory is asked for, per prompt text: what a
+    rerun or a config edit really sends to the teacher."""
+    import distill.teachers.sampler as sampler_module
+
+    asked: Counter = Counter()
+    real = sampler_module.make_sampler
+
+    def counting(backend, model, **options):
+        sampler = real(backend, model, **options)
+        generate = sampler.generate
+
+        def counted_generate(prompts, params):
+            for prompt in prompts:
+                asked[prompt[-1]["content"]] += params.n
+            return generate(prompts, params)
+
+        sampler.generate = counted_generate
+        return sampler
+
+    monkeypatch.setattr(sampler_module, "make_sampler", counting)
+    return asked

@@ -20,30 +20,6 @@ from distill.records import Trace
 from tests.conftest import run_cli, tiny_config_dict, write_yaml
 
 
-@pytest.fixture
-def counted(monkeypatch):
-    """Counts the samples every sampler built through the factory is asked for, per prompt text."""
-    import distill.teachers.sampler as sampler_module
-
-    asked: Counter = Counter()
-    real = sampler_module.make_sampler
-
-    def counting(backend, model, **options):
-        sampler = real(backend, model, **options)
-        generate = sampler.generate
-
-        def counted_generate(prompts, params):
-            for prompt in prompts:
-                asked[prompt[-1]["content"]] += params.n
-            return generate(prompts, params)
-
-        sampler.generate = counted_generate
-        return sampler
-
-    monkeypatch.setattr(sampler_module, "make_sampler", counting)
-    return asked
-
-
 def _jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path

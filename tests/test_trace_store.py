@@ -6,36 +6,11 @@ The teacher is counted at the sampler: every prompt x sample it is asked for is 
 from __future__ import annotations
 
 import json
-from collections import Counter
 
 import pytest
 
 from distill.pipeline import run
 from distill.runner import fingerprints
-
-
-@pytest.fixture
-def counted(monkeypatch):
-    """Counts the samples every sampler built through the factory is asked for, per problem prompt."""
-    import distill.teachers.sampler as sampler_module
-
-    asked: Counter = Counter()
-    real = sampler_module.make_sampler
-
-    def counting(backend, model, **options):
-        sampler = real(backend, model, **options)
-        generate = sampler.generate
-
-        def counted_generate(prompts, params):
-            for prompt in prompts:
-                asked[prompt[-1]["content"]] += params.n
-            return generate(prompts, params)
-
-        sampler.generate = counted_generate
-        return sampler
-
-    monkeypatch.setattr(sampler_module, "make_sampler", counting)
-    return asked
 
 
 def stored(config) -> list[dict]:
