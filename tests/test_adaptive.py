@@ -16,6 +16,16 @@ from distill.pipeline import run
 from distill.teachers.adaptive_plan import round_ends
 from tests.adaptive_scripted import asked, install, operands
 
+
+@pytest.fixture(autouse=True)
+def _real_sampler_factory_after_each_test(monkeypatch):
+    """install() swaps the process's sampler factory for the scripted teacher; recording the real one here puts
+    it back after each test, so no later test in the session samples from the script."""
+    import distill.teachers.sampler as sampler_module
+
+    monkeypatch.setattr(sampler_module, "make_sampler", sampler_module.make_sampler)
+
+
 PROBLEMS = 24
 
 

@@ -47,7 +47,7 @@ def test_tensorboard_holds_the_loss_the_config_the_funnel_and_the_eval_results(t
 
     [eval_tag] = [t for t in scalars if t.startswith("eval/") and t.endswith("/student/pass_at_1")]
     [(step, value)] = scalars[eval_tag]
-    assert step == losses["steps"] and value == pytest.approx(summary["pass_at_1"]["student"], abs=1e-6)
+    assert step == losses["steps"] and value == pytest.approx(summary["pass_at_1"]["student"], abs=5e-5)  # the summary keeps 4 decimals
 
     [config_text] = tags["text"]["distill/run_config/text_summary"]
     assert "report_to:" in config_text and f"name: {config.name}" in config_text
