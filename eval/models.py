@@ -27,18 +27,20 @@ PROMPT_ROOM_TOKENS = 2048
 WEIGHT_SHARE = 0.5
 
 
+# The export setting that makes each quantised artifact (off: false or null).
+ARTIFACT_SWITCHES = {"student_4bit": "nf4", "student_8bit": "int8", "student_gguf": "gguf_4bit"}
+
+
 def _artifact_enabled(config: Any, label: str) -> bool:
-    export = config.export
-    return {"student_4bit": export.nf4, "student_8bit": export.int8,
-            "student_gguf": export.gguf_4bit is not None}.get(label, True)
+    switch = ARTIFACT_SWITCHES.get(label)
+    return switch is None or getattr(config.export, switch) not in (False, None)
 
 
 def disabled_artifacts(config: Any) -> dict[str, str]:
     """Models ``eval.models`` names whose export is switched off, with why: recorded as skipped, so an eval
     table without them says so instead of leaving them out in silence."""
-    switches = {"student_4bit": "export.nf4", "student_8bit": "export.int8", "student_gguf": "export.gguf_4bit"}
-    return {label: f"not exported ({switches[label]} is off)" for label in config.eval.models
-            if label in switches and not _artifact_enabled(config, label)}
+    return {label: f"not exported (export.{ARTIFACT_SWITCHES[label]} is off)" for label in config.eval.models
+            if not _artifact_enabled(config, label)}
 
 
 def _gguf_4bit_path(ctx: Context) -> str:
