@@ -3,7 +3,7 @@
 The real R1-Distill-Qwen tokenizer (../shared/data/tokenizers) with its upstream template revision, whose
 generation prompt is ``<｜Assistant｜><think>\\n``, and the training template the student is saved with,
 through each in-process backend: transformers and vLLM for real on a tiny random model of the
-R1-Distill-Qwen-7B architecture, llama.cpp's completion handling with its real rendered prompt.
+R1-Distill-Qwen-1.5B architecture, llama.cpp's completion handling with its real rendered prompt.
 """
 
 from __future__ import annotations
@@ -62,26 +62,19 @@ def test_the_rendered_prompt_says_whether_it_leaves_think_open(tokenizer):
                                                          "content": "<think>\nI add\n</think>\n\n"}])[1]
 
 
-def _tiny_r1_distill(tokenizer, folder):
-    """A random-weight model of R1-Distill-Qwen-7B's configuration (2 layers, head_dim 32), with the real tokenizer."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    cfg = published_config("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B")
-    cfg.update(num_hidden_layers=2, hidden_size=128, num_attention_heads=4, num_key_value_heads=2,
-               intermediate_size=256, max_window_layers=2, torch_dtype="float32")
-    config = AutoConfig.for_model(**cfg)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return model
-
-
 @pytest.fixture(scope="module")
 def tiny_model(tokenizer, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("r1-distill-tiny")
-    return folder, _tiny_r1_distill(tokenizer, folder)
+    """R1-Distill-Qwen-1.5B's published configuration shrunk by the rehearsal's own :func:`tiny_model_dir`
+    (its 12 heads and 2 KV heads, untied 151,936-token vocabulary, RoPE kept; 2 layers, head_dim 32), saved with
+    the real tokenizer and the upstream template revision that prefills ``<think>``."""
+    from transformers import AutoModelForCausalLM
+
+    from distill.rehearse.shrink import TokenizerChoice, tiny_model_dir
+
+    choice = TokenizerChoice(TOKENIZER, overrides={"chat_template": tokenizer.chat_template})
+    folder = tiny_model_dir(published_config("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"), choice,
+                            tmp_path_factory.mktemp("r1-distill-tiny") / "model")
+    return folder, AutoModelForCausalLM.from_pretrained(str(folder), dtype="float32")
 
 
 def _assert_truncated_thinking_is_reasoning(completion, sampler) -> None:

@@ -86,9 +86,7 @@ def run_pass(config: RunConfig, until: str) -> tuple[dict[str, Any], str | None]
     except Exception as exc:  # noqa: BLE001 - a rehearsal reports any failure as its stage's row
         log.exception("rehearsal pass failed")
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    manifest = config.run_dir / "manifest.json"
-    stages = json.loads(manifest.read_text(encoding="utf-8")).get("stages", {}) if manifest.is_file() else {}
-    return stages, reason
+    return _manifest_stages(config), reason
 
 
 def stage_row(stage: str, entry: dict[str, Any] | None, reason: str | None, prefix: str = "") -> StageRehearsal:
@@ -142,16 +140,38 @@ def _teacher_pass(real: RunConfig, subs: Substitutions, workdir: Path, models: P
     subs.set("teacher.model", build_tiny(t.model, models, subs, "teacher.model"), "tiny", old=t.model)
     subs.items.pop()  # build_tiny noted it with the architecture; the override itself is the same change
     cfg = subs.config(str(real.name))
-    first = cfg.model_copy(update={"name": f"{real.name}-teacher"})
+    first = cfg.model_copy(update={"name": teacher_pass_name(cfg)})
     until = "filter" if "filter" in wanted else "sample"
+    before = _manifest_stages(first)
     stages, reason = run_pass(first, until)
     for stage in ("sample", "filter")[: 2 if until == "filter" else 1]:
-        rows[stage] = stage_row(stage, stages.get(stage), reason, "teacher pass: ")
+        reused = stages.get(stage) is not None and before.get(stage) == stages.get(stage)
+        prefix = "teacher pass (reused: same teacher pass as an earlier rehearsal in this folder): " if reused \
+            else "teacher pass: "
+        rows[stage] = stage_row(stage, stages.get(stage), reason, prefix)
     if "eval" in wanted and "teacher" in real.eval.models and all(r.ok for r in rows.values()):
         eval_cfg = _with(first, eval={"models": ["teacher"]})
         stages, reason = run_pass(eval_cfg, "eval")
-        rows["eval"] = stage_row("eval", stages.get("eval"), reason, "teacher: ")
+        reused = stages.get("eval") is not None and before.get("eval") == stages.get("eval")
+        rows["eval"] = stage_row("eval", stages.get("eval"), reason, "teacher (reused): " if reused else "teacher: ")
     return rows
+
+
+def teacher_pass_name(config: RunConfig) -> str:
+    """The teacher pass's run folder, named by what it samples and judges (problems, teacher, filter), not by
+    the recipe.  The six student recipes share one teacher section, as R1's six students shared one set of
+    traces: rehearsed in one ``--workdir``, the first recipe samples and the rest reuse its traces through the
+    pipeline's own fingerprints, the way a real run reuses paid traces."""
+    import hashlib
+
+    raw = config.model_dump(mode="json")
+    key = json.dumps({k: raw.get(k) for k in ("problems", "teacher", "filter")}, sort_keys=True, default=str)
+    return "teacher-pass-" + hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+def _manifest_stages(config: RunConfig) -> dict[str, Any]:
+    manifest = config.run_dir / "manifest.json"
+    return json.loads(manifest.read_text(encoding="utf-8")).get("stages", {}) if manifest.is_file() else {}
 
 
 def _student_pass(real: RunConfig, subs: Substitutions, workdir: Path, models: Path, data: Path | None,
