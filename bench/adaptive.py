@@ -163,5 +163,6 @@ def main() -> None:
           f"covering more), fixed {fixed}; target ratio <= 0.60")
     print(f"adaptive_token_ratio={adaptive / fixed:.3f}")
 
+
 if __name__ == "__main__":
     main()
