@@ -47,9 +47,8 @@ import yaml  # noqa: E402
 
 from distill.config import config_from_dict  # noqa: E402
 from distill.pipeline import run  # noqa: E402
-from distill.publish.coverage_section import coverage_curve  # noqa: E402
 from distill.records import read_jsonl  # noqa: E402
-from teachers.adaptive_plan import round_ends  # noqa: E402
+from distill.teachers.adaptive_plan import round_ends  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 VERIFIED = {"kept", "over_quota", "outside_pass_rate_band"}  # verified correct, whatever the quotas did after
@@ -91,7 +90,7 @@ def measure(raw: dict) -> dict:
     assert tokens == sample["completion_tokens"], "the shards' tokens disagree with the manifest's"
     return {"traces": len(traces), "tokens": tokens,
             "verified": verified, "covered": covered, "problems": sample["problems"], "seconds": seconds,
-            "curve": coverage_curve(traces, verdicts), "by_digits": dict(sorted(by_digits.items())),
+            "by_digits": dict(sorted(by_digits.items())),
             "rounds": tokens_at_round_ends(traces, verdicts, round_ends(1, 8)),
             "tokens_per_verified": tokens / verified if verified else float("inf"),
             "tokens_per_covered": tokens / covered if covered else float("inf")}
