@@ -364,3 +364,24 @@ def test_tiny_folder_names_carry_the_shrink_key():
 
     params = inspect.signature(tiny_model_dir).parameters
     assert {k: params[k].default for k in DEFAULT_SHRINK} == DEFAULT_SHRINK
+
+
+def test_a_teacher_recipe_goes_to_the_teacher_rehearsal(monkeypatch, tmp_path):
+    """``distill rehearse configs/teachers/X.yaml`` (the public entry) hands the loaded config to the teacher
+    rehearsal, which makes its own checks and substitutions; ``--until sample`` drops the filter row."""
+    import distill.rehearse.teacher as teacher
+
+    calls = []
+
+    def fake(config, workdir, *, origin=None):
+        calls.append((config.teacher.model, workdir, origin))
+        return [StageRehearsal("serve", "dry run"), StageRehearsal("sample", "sampled"),
+                StageRehearsal("filter", "filtered")]
+
+    monkeypatch.setattr(teacher, "rehearse_teacher", fake)
+    from distill.rehearse import rehearse
+
+    recipe = ROOT / "configs" / "teachers" / "r1-distill-qwen-7b-vllm.yaml"
+    assert [r.stage for r in rehearse(recipe, workdir=tmp_path)] == ["serve", "sample", "filter"]
+    assert [r.stage for r in rehearse(recipe, until="sample", workdir=tmp_path)] == ["serve", "sample"]
+    assert calls[0] == ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", tmp_path.resolve(), str(recipe))

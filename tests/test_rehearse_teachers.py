@@ -162,8 +162,8 @@ def test_substitutions_are_listed_and_never_carry_the_key(recipe: str, tmp_path:
 
 REHEARSE = """
 import json, sys
-from distill.rehearse.teacher import rehearse_teacher
-rows = rehearse_teacher(sys.argv[1], sys.argv[2])
+from distill.rehearse import rehearse
+rows = rehearse(sys.argv[1], workdir=sys.argv[2])  # what `distill rehearse configs/teachers/...` calls
 print("ROWS=" + json.dumps([r.to_dict() for r in rows]))
 """
 

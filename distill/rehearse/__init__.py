@@ -41,6 +41,7 @@ def rehearse(config_path: str | os.PathLike[str], until: str | None = None,
     from distill.config import STAGES, load_config
     from distill.errors import UserError
     from distill.rehearse.models import shared_data_dir
+    from distill.rehearse.student import rehearse_student
     from distill.rehearse.substitute import Substitutions, cpu_settings, full_scale_problems
 
     if until is not None and until not in STAGES:
@@ -49,30 +50,24 @@ def rehearse(config_path: str | os.PathLike[str], until: str | None = None,
     work = Path(workdir) if workdir else default_workdir(config_path, real.name)
     if _inside(work.resolve(), real.run_dir.resolve()):
         raise UserError(f"rehearse: --workdir {work} is inside the real run folder {real.run_dir}; pick another")
+    if _is_teacher_recipe(real):  # serve, sample, filter: with its own static checks and substitutions
+        from distill.rehearse.teacher import rehearse_teacher
+
+        rows = rehearse_teacher(real, work.resolve(), origin=str(config_path))
+        last = STAGES.index(until) if until else len(STAGES)
+        return [r for r in rows if r.stage not in STAGES or STAGES.index(r.stage) <= last]
     problems = full_scale_problems(real)
     data = shared_data_dir()
     subs = Substitutions(real.model_dump(mode="json", exclude_unset=False))
     cpu_settings(subs, real, work.resolve(), data)
     with _small_kv_cache(subs):
-        rows = _rows(real, subs, work.resolve(), data, until)
+        rows = rehearse_student(real, subs, work.resolve(), data, until)
     by_stage = subs.by_stage()
     for row in rows:
         row.substituted = by_stage.get(row.stage, []) + row.substituted
         row.full_scale_problems = problems.get(row.stage, []) + row.full_scale_problems
         row.ok = row.ok and not row.full_scale_problems
     return rows
-
-
-def _rows(real: Any, subs: Any, work: Path, data: Path | None, until: str | None) -> list[StageRehearsal]:
-    """Teacher recipes (a teacher to serve, no student to train: ``configs/teachers``) go to
-    :mod:`distill.rehearse.teacher`; everything else is a student recipe."""
-    if _is_teacher_recipe(real):
-        from distill.rehearse.teacher import rehearse_teacher
-
-        return rehearse_teacher(real, subs, work, data, until)
-    from distill.rehearse.student import rehearse_student
-
-    return rehearse_student(real, subs, work, data, until)
 
 
 @contextlib.contextmanager
@@ -95,6 +90,7 @@ def _small_kv_cache(subs: Any) -> Iterator[None]:
 
 
 def _is_teacher_recipe(real: Any) -> bool:
+    """A teacher recipe (``configs/teachers``): a teacher model to serve and sample, no student to train."""
     return real.student.model == "toy" and real.teacher.kind == "model" and real.teacher.model != "toy"
 
 
