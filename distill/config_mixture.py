@@ -21,7 +21,6 @@ from distill.config_base import Strict
 from distill.config_teacher import TeacherConfig
 
 MixtureKind = Literal["math", "code", "multiple_choice", "general"]
-VERIFIED_KINDS = ("math", "code", "multiple_choice")
 SHARE_TOLERANCE = 1e-6
 
 

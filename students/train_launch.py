@@ -1,4 +1,5 @@
-"""The ``accelerate launch`` of the train stage, and its CPU equivalent for a rehearsal or a test.
+"""The ``accelerate launch`` of the train stage, and its CPU equivalent (``tests/test_sharded_cpu.py`` launches
+the shipped ZeRO-3 and FSDP2 configs through it; ``distill rehearse`` trains in one process).
 
 Users launch sharded training with a shipped accelerate config::
 
@@ -8,7 +9,7 @@ On a machine without GPUs the same config runs as a few CPU processes once the s
 on GPUs are replaced by their CPU equivalents; everything else (the distributed type, ZeRO stage, FSDP
 version, sharding, state-dict type, 16-bit consolidated save) stays as shipped, so a rehearsal exercises
 the code path the cluster runs. :func:`cpu_launch` returns the adapted config, the environment the
-processes need and the list of substitutions, each with its reason, for the rehearsal's table.
+processes need and the list of substitutions, each with its reason.
 """
 
 from __future__ import annotations

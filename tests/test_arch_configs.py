@@ -10,7 +10,7 @@ import yaml
 
 from distill.students.arch_configs import (attention_heads, head_dim, known_models, max_positions, model_config,
                                            published_config, rope_scaling)
-from distill.students.plan_shapes import ALIASES, MODELS, model_shape, shape_from_config
+from distill.students.plan_shapes import ALIASES, MODELS, model_shape
 from tests.conftest import REPO, SHARED_DATA
 
 BASES = ["Qwen/Qwen2.5-Math-1.5B", "Qwen/Qwen2.5-Math-7B", "meta-llama/Llama-3.1-8B", "Qwen/Qwen2.5-14B",
@@ -35,19 +35,34 @@ def test_every_model_a_shipped_recipe_names_has_a_published_config(model):
     assert cfg["architectures"] and cfg["model_type"] in ("qwen2", "llama", "deepseek_v3")
 
 
+# Typed from the model cards' config.json (the planner's hand-written table before it was derived from
+# arch_configs.json): hidden, layers, heads, KV heads, MLP width, vocabulary, tied, QKV bias, max positions.
+CARD_SHAPES = {
+    "qwen/qwen2.5-math-1.5b": (1536, 28, 12, 2, 8960, 151936, True, True, 4096),
+    "qwen/qwen2.5-math-7b": (3584, 28, 28, 4, 18944, 152064, False, True, 4096),
+    "meta-llama/llama-3.1-8b": (4096, 32, 32, 8, 14336, 128256, False, False, 131072),
+    "qwen/qwen2.5-14b": (5120, 48, 40, 8, 13824, 152064, False, True, 131072),
+    "qwen/qwen2.5-32b": (5120, 64, 40, 8, 27648, 152064, False, True, 131072),
+    "meta-llama/llama-3.3-70b-instruct": (8192, 80, 64, 8, 28672, 128256, False, False, 131072),
+    "deepseek-ai/deepseek-r1": (7168, 61, 128, 128, 18432, 129280, False, False, 163840),
+}
+
+
+def _card_fields(shape):
+    return (shape.hidden_size, shape.num_layers, shape.num_heads, shape.num_kv_heads, shape.intermediate_size,
+            shape.vocab_size, shape.tie_word_embeddings, shape.qkv_bias, shape.max_position_embeddings)
+
+
 def test_the_planner_shapes_are_the_published_configs():
-    """plan_shapes derives from arch_configs: each table entry equals the shape read from the stored config."""
-    assert {m.lower() for m in BASES} | {"deepseek-ai/deepseek-r1"} == set(MODELS)
+    """plan_shapes derives its table from arch_configs.json; each entry (and each alias) must give the shape
+    the model card states, typed independently above."""
+    assert {m.lower() for m in BASES} | {"deepseek-ai/deepseek-r1"} == set(MODELS) == set(CARD_SHAPES)
     for key, shape in MODELS.items():
-        fresh = shape_from_config(published_config(key), name=shape.name)
-        assert (fresh.hidden_size, fresh.num_layers, fresh.num_heads, fresh.num_kv_heads, fresh.intermediate_size,
-                fresh.vocab_size, fresh.tie_word_embeddings, fresh.qkv_bias, fresh.max_position_embeddings,
-                fresh.moe, fresh.mla, fresh.native_dtype) == \
-               (shape.hidden_size, shape.num_layers, shape.num_heads, shape.num_kv_heads, shape.intermediate_size,
-                shape.vocab_size, shape.tie_word_embeddings, shape.qkv_bias, shape.max_position_embeddings,
-                shape.moe, shape.mla, shape.native_dtype)
+        assert _card_fields(shape) == CARD_SHAPES[key], key
+    r1 = MODELS["deepseek-ai/deepseek-r1"]
+    assert r1.native_dtype == "fp8" and r1.moe and r1.mla and r1.mla.kv_lora_rank == 512
     for alias, target in ALIASES.items():
-        assert model_shape(alias) == MODELS[target]
+        assert _card_fields(model_shape(alias)) == CARD_SHAPES[target], alias
 
 
 def test_known_facts_of_the_published_files():

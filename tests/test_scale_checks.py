@@ -10,7 +10,7 @@ import pytest
 from distill.config import load_config
 from distill.errors import ConfigError
 from distill.runner import check_all
-from distill.scale_checks import accelerate_conflicts, check_scale, scale_errors, served_model_errors
+from distill.scale_checks import accelerate_conflicts, scale_errors, served_model_errors
 from distill.students.arch_configs import published_config
 from tests.conftest import REPO
 
@@ -132,16 +132,21 @@ def test_pipeline_parallel_beyond_the_layers_is_caught():
 
 
 @pytest.mark.parametrize("name", RECIPES + [f"teachers/{t}" for t in TEACHERS])
-def test_the_up_front_checks_run_the_scale_checks(name, tmp_path):
-    """check_all (validate and every run) raises the first full-scale problem as a one-line ConfigError."""
+def test_the_shipped_recipes_pass_the_up_front_checks(name, tmp_path):
+    """check_all (validate and every run) finds no full-scale problem in a shipped recipe."""
     config = recipe(name, f"output_dir={tmp_path}")
+    assert scale_errors(config) == []
+    check_all(config, missing_ok=True)
+
+
+def test_the_up_front_checks_raise_the_first_full_scale_problem(tmp_path):
+    """check_all raises the first full-scale problem as a one-line ConfigError."""
+    config = recipe("r1-distill-qwen-1.5b", "eval.serving.student.tensor_parallel_size=8", f"output_dir={tmp_path}")
     errors = scale_errors(config)
-    if errors:
-        with pytest.raises(ConfigError) as caught:
-            check_all(config, missing_ok=True)
-        assert str(caught.value).startswith(errors[0]) and "\n" not in str(caught.value)
-    else:
-        check_scale(config)
+    assert errors and errors[0].startswith("eval.serving.student.tensor_parallel_size")
+    with pytest.raises(ConfigError) as caught:
+        check_all(config, missing_ok=True)
+    assert str(caught.value).startswith(errors[0]) and "\n" not in str(caught.value)
 
 
 def test_validate_exits_2_with_one_line_naming_the_path_and_fix(tmp_path):

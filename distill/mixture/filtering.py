@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any, Callable, Sequence
 
@@ -156,9 +155,3 @@ def _outcome(ctx: Context, result: Any, screening: Any, comp: dict[str, Any]) ->
                f" ({comp['unverified_traces']} unverified)" + (f"; {', '.join(short)}" if short else ""))
     return StageOutcome(counts, summary, output_hash=files_sha256([ctx.out("filter") / "kept.jsonl",
                                                                    ctx.out("filter") / COMPOSITION_FILE]))
-
-
-def read_composition(folder: Any) -> dict[str, Any] | None:
-    """``filter/composition.json`` of a run folder, or None for a run without a mixture."""
-    path = folder / COMPOSITION_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
