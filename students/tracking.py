@@ -21,10 +21,10 @@ from distill.store import write_json_atomic
 
 log = logging.getLogger(__name__)
 
-TRACKERS = ("tensorboard", "wandb", "trackio", "mlflow")
-# the importable module each tracker needs (TensorBoard also works through tensorboardX, as transformers says)
-_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "trackio": ("trackio",),
-            "mlflow": ("mlflow",)}
+# the importable module each tracker needs: TensorBoard's package itself, because the run's config, funnel and
+# eval results are written through torch.utils.tensorboard, which imports it (tensorboardX alone, which
+# transformers' own callback accepts, would pass this check and fail at step 0)
+_MODULES = {"tensorboard": ("tensorboard",), "wandb": ("wandb",), "trackio": ("trackio",), "mlflow": ("mlflow",)}
 RUNS_FILE = "runs.json"
 
 
