@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 def export_gguf(model_dir: Path, out_path: Path, qtype: str = "q8_0", *,
-                llama_cpp_tolerance: float | None = None) -> dict[str, Any]:
+                llama_cpp_tolerance: float | None = None, enforce: bool = True) -> dict[str, Any]:
     """Write ``model_dir`` (Qwen2ForCausalLM or LlamaForCausalLM, safetensors) as a llama.cpp GGUF file.
 
     Mirrors convert_hf_to_gguf.py: hyper-parameters under the arch prefix,
@@ -50,7 +50,8 @@ def export_gguf(model_dir: Path, out_path: Path, qtype: str = "q8_0", *,
     renamed to ``out_path``.  With ``llama_cpp_tolerance`` the staged file is
     also loaded in llama.cpp (:func:`gguf_logits_check`) before the rename, so a
     file that fails it never reaches ``out_path``; the check's figures are
-    returned as ``llama_cpp_check``.
+    returned as ``llama_cpp_check``.  ``enforce=False`` (``export.fidelity: report``) measures the logit gap
+    without refusing the file for it (the tokenization must still match).
     """
     model_dir = Path(model_dir)
     out_path = Path(out_path)
@@ -66,7 +67,7 @@ def export_gguf(model_dir: Path, out_path: Path, qtype: str = "q8_0", *,
             _write_gguf_file(staged, model_dir.name, target, vocab, planned, ftype_name, source)
             _verify_gguf(staged, target.arch, planned, len(vocab["tokens"]), source)
         checked = (None if llama_cpp_tolerance is None
-                   else gguf_logits_check(staged, model_dir, tolerance=llama_cpp_tolerance))
+                   else gguf_logits_check(staged, model_dir, tolerance=llama_cpp_tolerance, enforce=enforce))
         os.replace(staged, out_path)
 
     size = out_path.stat().st_size

@@ -39,7 +39,7 @@ def llama_cpp_available() -> bool:
     return True
 
 
-def export_gguf_4bit(model_dir: Path, out_dir: Path, *, prefer: str = "q4_k_m", check: bool = True) -> dict[str, Any]:
+def export_gguf_4bit(model_dir: Path, out_dir: Path, *, prefer: str = "q4_k_m", enforce: bool = True) -> dict[str, Any]:
     """A 4-bit GGUF of ``model_dir``: Q4_K_M through llama.cpp's quantizer, else Q4_0 through ``gguf``.
 
     Q4_K_M is what llama.cpp users ship, and only llama.cpp's own
@@ -51,7 +51,7 @@ def export_gguf_4bit(model_dir: Path, out_dir: Path, *, prefer: str = "q4_k_m", 
     share of weights actually stored in 4 bits.  Without llama-cpp-python the
     file is Q4_0 from the ``gguf`` package, with the reason recorded.
     With llama.cpp present the artifact is then checked in llama.cpp
-    (:func:`gguf_logits_check`, 4-bit tolerance).
+    (:func:`gguf_logits_check`, 4-bit tolerance; ``enforce=False`` measures without refusing on the gap).
     """
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -61,11 +61,11 @@ def export_gguf_4bit(model_dir: Path, out_dir: Path, *, prefer: str = "q4_k_m", 
         reason = "llama-cpp-python is not installed: Q4_0 from the gguf package instead of Q4_K_M"
     qtype = "q4_k_m" if prefer == "q4_k_m" and have_llama else "q4_0"
     out_path = out_dir / f"model-{qtype}.gguf"
-    tolerance = GGUF_LOGIT_TOLERANCE[qtype] if check and have_llama else None  # checked before it is published
+    tolerance = GGUF_LOGIT_TOLERANCE[qtype] if have_llama else None  # checked before it is published
     if qtype == "q4_k_m":
-        info = _quantize_with_llama_cpp(model_dir, out_path, llama_cpp_tolerance=tolerance)
+        info = _quantize_with_llama_cpp(model_dir, out_path, llama_cpp_tolerance=tolerance, enforce=enforce)
     else:
-        info = export_gguf(model_dir, out_path, "q4_0", llama_cpp_tolerance=tolerance)
+        info = export_gguf(model_dir, out_path, "q4_0", llama_cpp_tolerance=tolerance, enforce=enforce)
     storage = _four_bit_storage(out_path, qtype)
     return {
         **info,
@@ -153,7 +153,7 @@ def llama_cpp_quantize(source_path: Path, out_path: Path, ftype: str = "Q4_K_M")
 
 
 def _quantize_with_llama_cpp(model_dir: Path, out_path: Path,
-                             llama_cpp_tolerance: float | None = None) -> dict[str, Any]:
+                             llama_cpp_tolerance: float | None = None, enforce: bool = True) -> dict[str, Any]:
     """16-bit GGUF (:func:`export_gguf`) -> Q4_K_M with ``llama_cpp.llama_model_quantize``, published atomically
     (after :func:`gguf_logits_check` within ``llama_cpp_tolerance``, when given)."""
     with staging_dir(out_path) as staging:
@@ -166,7 +166,7 @@ def _quantize_with_llama_cpp(model_dir: Path, out_path: Path,
         finally:
             source_path.unlink()  # the scratch file goes before the check loads the model
         checked = (None if llama_cpp_tolerance is None
-                   else gguf_logits_check(quantized, model_dir, tolerance=llama_cpp_tolerance))
+                   else gguf_logits_check(quantized, model_dir, tolerance=llama_cpp_tolerance, enforce=enforce))
         os.replace(quantized, out_path)
     return {"full_size_bytes": source["full_size_bytes"], "arch": source["arch"],
             "tokenizer_pre": source["tokenizer_pre"], "tensors": source["tensors"], "intermediate": source_type,
