@@ -14,16 +14,14 @@ class AdaptiveMeter:
     def __init__(self, problems: int, price: Any = None):
         self.problems = problems
         self.price = price  # a distill.teachers.pricing.PriceTable, or None
-        self.traces = self.completion_tokens = self.prompt_tokens = self.verdicts = self.verified = 0
+        self.completion_tokens = self.prompt_tokens = self.verified = 0
         self.closed = {"done": 0, "unsolved": 0, "skipped": 0}
 
     def add_traces(self, records: list[dict[str, Any]]) -> None:
-        self.traces += len(records)
         self.completion_tokens += sum(int(r.get("completion_tokens") or 0) for r in records)
         self.prompt_tokens += sum(int(r.get("prompt_tokens") or 0) for r in records)
 
     def add_verdict(self, ok: bool) -> None:
-        self.verdicts += 1
         self.verified += ok
 
     def close_problem(self, status: str) -> None:
@@ -31,10 +29,9 @@ class AdaptiveMeter:
 
     def spend(self) -> float | None:
         """List price, every input a cache miss: an upper bound on the bill, as the fixed sampling meter."""
-        if self.price is None:
-            return None
-        return (self.prompt_tokens * self.price.input_cache_miss_per_m
-                + self.completion_tokens * self.price.output_per_m) / 1_000_000
+        from distill.teachers.pricing import cost
+
+        return None if self.price is None else cost(self.prompt_tokens, self.completion_tokens, self.price)
 
     def fields(self) -> dict[str, Any]:
         per_k = 1000 * self.verified / self.completion_tokens if self.completion_tokens else None

@@ -12,7 +12,7 @@ traces and verdicts, asking the teacher only for keys the store lacks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Sequence
 
 OPEN, DONE, UNSOLVED, SKIPPED = "open", "done", "unsolved", "skipped"
 
@@ -105,5 +105,5 @@ class RoundPlanner:
     def with_status(self, status: str) -> list[str]:
         return [pid for pid, s in self.problems.items() if s.status == status]
 
-    def verified(self, pids: Iterable[str] | None = None) -> int:
-        return sum(self.problems[p].verified for p in (pids if pids is not None else self.problems))
+    def verified(self) -> int:
+        return sum(problem.verified for problem in self.problems.values())

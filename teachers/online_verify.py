@@ -83,11 +83,5 @@ class OnlineVerifier:
             out.append((chunk, rows, tag))
         return out
 
-    def drain(self) -> list[tuple[str, list[dict[str, Any]], Any]]:
-        out = []
-        while self._running:
-            out.extend(self.completed(block=True))
-        return out
-
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

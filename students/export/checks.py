@@ -4,7 +4,7 @@
   decodes fixed texts exactly like the source one and keeps the chat template.
 * :func:`logit_gap` -- the one logit comparison (every position, not just the
   last): the bitsandbytes exports compare their reloaded model with the fp32
-  one through :func:`compare_models`, the GGUF exports compare llama.cpp with
+  one's :func:`reference_logits` through :func:`pooled_gaps`, the GGUF exports compare llama.cpp with
   the fp32 transformers model through :func:`gguf_logits_check`.
 * :func:`gguf_logits_check` (needs ``llama-cpp-python``, optional) runs the
   GGUF in llama.cpp itself -- the only check that proves llama.cpp reads the
@@ -152,17 +152,6 @@ def pooled_gaps(references: list[np.ndarray], candidates: list[np.ndarray]) -> d
         "top1_agreement": sum(g.top1_matches for g in gaps) / positions,
         "positions": positions,
     }
-
-
-def compare_models(reference, candidate, tokenizer, prompts: list[str]) -> dict[str, float]:
-    """Logit distance between two loaded transformers models on ``prompts`` (see :func:`pooled_gaps`)."""
-    import torch
-
-    ids = check_prompt_ids(tokenizer, prompts)
-    with torch.inference_mode():
-        refs = [reference(input_ids=torch.tensor([x])).logits.float()[0].numpy() for x in ids]
-        cands = [candidate(input_ids=torch.tensor([x])).logits.float()[0].numpy() for x in ids]
-    return pooled_gaps(refs, cands)
 
 
 # ---------------------------------------------------------------------------
