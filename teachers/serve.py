@@ -72,12 +72,14 @@ def vllm_command(teacher: Any, model: str, launcher: str | None = None, cpu: boo
     engine = {"dtype": teacher.dtype, "gpu_memory_utilization": v.gpu_memory_utilization,
               "enforce_eager": v.enforce_eager}
     if on_cpu:
-        engine.update(cpu_engine_overrides(teacher.dtype, v.gpu_memory_utilization))
+        engine.update(cpu_engine_overrides(teacher.dtype, v.gpu_memory_utilization, model, v.max_model_len))
     if engine["dtype"] != "auto":
         cmd += ["--dtype", engine["dtype"]]
     if v.max_model_len:
         cmd += ["--max-model-len", str(v.max_model_len)]
     cmd += ["--gpu-memory-utilization", f"{engine['gpu_memory_utilization']:g}"]
+    if engine.get("kv_cache_memory_bytes"):
+        cmd += ["--kv-cache-memory-bytes", str(engine["kv_cache_memory_bytes"])]
     if engine["enforce_eager"]:
         cmd.append("--enforce-eager")
     if engine.get("enable_chunked_prefill") is False:

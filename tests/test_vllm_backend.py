@@ -27,18 +27,24 @@ sampler = make_sampler(backend, model, dtype="float32", batch_size=64)
 problems = generate_arithmetic(count, 5, 1, 1 if count <= 40 else 3, "v")
 traces = sample_problems(problems, sampler, SamplingParams(n=2, temperature=temperature, top_p=0.95,
                                                             max_tokens=64, seed=7))
+if backend == "vllm":  # what the engine was given for its KV cache (the CPU sizing, not a share of all RAM)
+    print("KV", sampler.llm.llm_engine.vllm_config.cache_config.kv_cache_memory_bytes)
 sampler.close()
 print("RESULT " + json.dumps([t.__dict__ for t in traces]))
 """
 
 
 def sample_with(backend: str, model: str, temperature: float, count: int = 12) -> list[dict]:
+    return json.loads(script_lines(backend, model, temperature, count)["RESULT"])
+
+
+def script_lines(backend: str, model: str, temperature: float, count: int = 12) -> dict[str, str]:
+    """SCRIPT's output lines by their first word."""
     proc = subprocess.run([sys.executable, "-c", SCRIPT, backend, model, str(temperature), str(count)], cwd=REPO,
                           capture_output=True, text=True, timeout=600,
                           env={**__import__("os").environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line.startswith(("RESULT ", "KV ")))
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +107,14 @@ def test_vllm_continues_budget_forced_samples_like_transformers(tiny_teacher):
 
 
 @pytest.mark.slow
-def test_vllm_samples_n_per_prompt_at_temperature(tiny_teacher):
-    traces = sample_with("vllm", tiny_teacher, 0.6)
+def test_vllm_samples_n_per_prompt_at_temperature(tiny_teacher, monkeypatch):
+    from distill.teachers.backends.vllm_engine import CPU_KV_MIN_BYTES, cpu_kv_cache_bytes
+
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    lines = script_lines("vllm", tiny_teacher, 0.6)
+    traces = json.loads(lines["RESULT"])
+    # the engine got the KV cache its model needs (here the 64 MiB floor), not a quarter of the host's RAM
+    assert int(lines["KV"]) == cpu_kv_cache_bytes(tiny_teacher, None, 0.25) == CPU_KV_MIN_BYTES
     assert sorted((t["problem_id"], t["sample_index"]) for t in traces) == sorted(
         (f"v-{i:05d}", s) for i in range(12) for s in range(2))
     assert sum(t["think_closed"] for t in traces) >= len(traces) // 2

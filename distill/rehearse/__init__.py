@@ -10,16 +10,14 @@ student recipes' two passes), :mod:`.teacher` (the teacher recipes, ``configs/te
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from distill.rehearse.report import TABLE_WIDTH, StageRehearsal, all_ok, plain_rows, rehearsal_table
 
 log = logging.getLogger(__name__)
-KV_CACHE_ENV, KV_CACHE_GIB = "VLLM_CPU_KVCACHE_SPACE", 1
 
 __all__ = ["StageRehearsal", "TABLE_WIDTH", "rehearse", "all_ok", "plain_rows", "rehearsal_table", "default_workdir"]
 
@@ -60,33 +58,13 @@ def rehearse(config_path: str | os.PathLike[str], until: str | None = None,
     data = shared_data_dir()
     subs = Substitutions(real.model_dump(mode="json", exclude_unset=False))
     cpu_settings(subs, real, work.resolve(), data)
-    with _small_kv_cache(subs):
-        rows = rehearse_student(real, subs, work.resolve(), data, until)
+    rows = rehearse_student(real, subs, work.resolve(), data, until)
     by_stage = subs.by_stage()
     for row in rows:
         row.substituted = by_stage.get(row.stage, []) + row.substituted
         row.full_scale_problems = problems.get(row.stage, []) + row.full_scale_problems
         row.ok = row.ok and not row.full_scale_problems
     return rows
-
-
-@contextlib.contextmanager
-def _small_kv_cache(subs: Any) -> Iterator[None]:
-    """vllm-cpu reserves ``gpu_memory_utilization`` (0.25 here) of the host's RAM for its KV cache, less what
-    the process holds: 6 GB on a 23 GB machine, 32 GB on a 128 GB one, and a refusal when other processes
-    hold the rest.  A rehearsal's few short sequences need far less, so every engine it starts (in process or
-    a server it launches, which inherits the environment) gets :data:`KV_CACHE_GIB` through vLLM's own
-    ``VLLM_CPU_KVCACHE_SPACE``, unless it is set already."""
-    if os.environ.get(KV_CACHE_ENV):
-        yield
-        return
-    subs.note("vLLM KV cache (teacher, eval)", "gpu_memory_utilization x host RAM", f"{KV_CACHE_GIB} GiB",
-              f"{KV_CACHE_ENV}={KV_CACHE_GIB}: a few short sequences")
-    os.environ[KV_CACHE_ENV] = str(KV_CACHE_GIB)
-    try:
-        yield
-    finally:
-        os.environ.pop(KV_CACHE_ENV, None)
 
 
 def _is_teacher_recipe(real: Any) -> bool:

