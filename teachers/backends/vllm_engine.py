@@ -174,19 +174,14 @@ def cpu_kv_cache_bytes(model: str, max_model_len: int | None, share: float) -> i
     """
     if os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
         return None  # vLLM's own CPU setting, the user's choice, wins over ours inside vLLM anyway
-    try:
-        from transformers import AutoConfig
+    from distill.students.arch_configs import max_positions, model_config
+    from distill.students.plan_shapes import shape_from_config
 
-        config = AutoConfig.from_pretrained(str(model))
-        text = config.get_text_config()
-        heads = text.num_attention_heads
-        kv_heads = getattr(text, "num_key_value_heads", None) or heads
-        head_dim = max(getattr(text, "head_dim", None) or text.hidden_size // heads,
-                       (getattr(text, "qk_nope_head_dim", 0) or 0) + (getattr(text, "qk_rope_head_dim", 0) or 0),
-                       getattr(text, "v_head_dim", 0) or 0)  # MLA's key and value widths, an upper bound
-        positions = max_model_len or text.max_position_embeddings
-        per_token = 2 * text.num_hidden_layers * kv_heads * head_dim * 4  # keys and values, float32
-    except Exception as exc:  # a Hub name not in the cache offline, a format transformers cannot read
+    try:  # the planner's per-token figure (GQA's K and V per KV head, MLA's latent), in float32
+        cfg = model_config(str(model))
+        per_token = shape_from_config(cfg, str(model)).kv_cache_bytes_per_token(4)
+        positions = max_model_len or max_positions(cfg)
+    except Exception as exc:  # no config (a Hub name not in the cache offline), a shape the planner cannot read
         log.debug("KV cache left to vLLM's default: %s", exc)
         return None
     import psutil
